@@ -58,12 +58,8 @@ def uniform_ddim_schedule(
     ascending = torch.arange(num_steps, dtype=torch.int64) * (total // num_steps) + offset
     if ascending[-1] >= total or ascending[0] < 0:
         raise ValueError(f"offset {offset} puts timesteps outside 0..{total - 1}")
-    final = (
-        alpha_bars[0]
-        if final_alpha_bar is None
-        else torch.tensor(final_alpha_bar, dtype=alpha_bars.dtype)
-    )
-    prev = torch.cat([final.reshape(1), alpha_bars[ascending[:-1]]])
+    final = alpha_bars[:1] if final_alpha_bar is None else alpha_bars.new_tensor([final_alpha_bar])
+    prev = torch.cat([final, alpha_bars[ascending[:-1]]])
     return DDIMSchedule(ascending.flip(0), alpha_bars[ascending].flip(0), prev.flip(0))
 
 
@@ -80,15 +76,11 @@ def ddim_sample(
     noise of each step comes from `noise_sampler` (default `torch.randn_like`).
     """
     x = x_T
-    for t, alpha_bar, alpha_bar_prev in zip(*(column.tolist() for column in schedule)):
+    for t, a_t, a_prev in zip(*(column.tolist() for column in schedule)):  # a = alpha_bar
         eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device))
-        x0 = (x - math.sqrt(1 - alpha_bar) * eps) / math.sqrt(
-            alpha_bar
-        )  # eq. (12), "predicted x_0"
-        sigma = eta * math.sqrt(
-            (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
-        )  # eq. (16)
-        x = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1 - alpha_bar_prev - sigma**2) * eps
+        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)  # eq. (12), "predicted x_0"
+        sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))  # eq. (16)
+        x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - sigma**2) * eps
         if sigma > 0:
             x = x + sigma * (noise_sampler() if noise_sampler else torch.randn_like(x))
     return x

@@ -101,7 +101,8 @@ def sample_dpmpp_2m(eps_fn, x, alphas_cumprod, steps):
 
     def data_prediction(x, t):
         alpha, sigma, _ = schedule.alpha_sigma_lambda(t)
-        t_in = torch.full((x.shape[0],), schedule.model_time(t), device=x.device, dtype=torch.float64)
+        t_in = torch.full((x.shape[0],), schedule.model_time(t), device=x.device,
+                          dtype=torch.float64)  # fmt: skip
         return (x - sigma * eps_fn(x, t_in)) / alpha
 
     x0_prev = data_prediction(x, times[0])

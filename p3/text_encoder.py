@@ -38,7 +38,8 @@ class SelfAttention(nn.Module):
 
     def forward(self, x):
         """Causal self-attention, x: (B, N, width)."""
-        q, k, v = (split_heads(proj(x), self.heads) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        q, k, v = (split_heads(proj(x), self.heads) for proj in projections)
         return self.out_proj(merge_heads(attention(q, k, v, causal=True)))
 
 

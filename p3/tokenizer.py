@@ -49,8 +49,8 @@ def char_class(ch):
 
 def pre_tokenize(text):
     """Split cleaned, lower-cased text like CLIP's regex: start/end markers, contractions,
-    letter runs, single numbers, runs of other non-space characters. (Pure-stdlib equivalent of the `regex`
-    pattern with \\p{L} / \\p{N}.)"""
+    letter runs, single numbers, runs of other non-space characters (a pure-stdlib equivalent
+    of its `regex` pattern with \\p{L} and \\p{N})."""
     words, i = [], 0
     while i < len(text):
         cls = char_class(text[i])

@@ -24,7 +24,10 @@ CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 
 
 def bytes_to_unicode():
-    """Byte value -> printable unicode character, the GPT-2/CLIP reversible byte mapping."""
+    """Byte value -> printable unicode character, the GPT-2/CLIP reversible byte mapping.
+
+    Insertion order (printable bytes first, then the rest) is the order of the first 256 ids.
+    """
     printable = (
         list(range(ord("!"), ord("~") + 1))
         + list(range(ord("¡"), ord("¬") + 1))
@@ -36,7 +39,7 @@ def bytes_to_unicode():
         if b not in table:
             table[b] = chr(256 + extra)
             extra += 1
-    return dict(sorted(table.items()))
+    return table
 
 
 def char_class(ch):

@@ -37,3 +37,13 @@ def assert_close(mine, ref, rel=1e-10):
 @pytest.fixture(scope="session")
 def sd():
     return SimpleNamespace(load=load_golden, weights=recipe_weights, assert_close=assert_close)
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """The tiny models run fastest on one thread; several threads on a busy shared CPU
+    spin-wait in OpenMP and make these tests 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

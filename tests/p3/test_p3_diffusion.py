@@ -59,9 +59,7 @@ def test_cfg_is_one_2b_call_with_uncond_first():
     assert torch.allclose(eps, torch.full_like(x, 1 + 7.5 * (3 - 1)))
 
 
-# dpmsolverpp_50 also covers the no-lower-order-final branch (steps >= 15); ddim_50 runs the
-# same code as ddim_10 and is left out to keep the suite fast.
-@pytest.mark.parametrize("name", ["dpmsolverpp_10", "dpmsolverpp_50", "ddim_10"])
+@pytest.mark.parametrize("name", ["dpmsolverpp_10", "dpmsolverpp_50", "ddim_10", "ddim_50"])
 def test_samplers_match_golden(sd, golden, unet, name):
     inputs, ref = golden["inputs"], golden["outputs"][name]
     seen = []

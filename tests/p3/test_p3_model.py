@@ -41,8 +41,11 @@ def save(tmp_path, obj):
 
 
 def test_loads_compvis_layout_ignoring_known_buffers(tmp_path, tiny_state):
-    extra = {"betas": torch.zeros(1000), "model_ema.decay": torch.tensor(0.9999),
-             "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(77)[None]}  # fmt: skip
+    extra = {
+        "betas": torch.zeros(1000),
+        "model_ema.decay": torch.tensor(0.9999),
+        "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(77)[None],
+    }
     path = save(tmp_path, {"state_dict": {**tiny_state, **extra}, "global_step": 470000})
     model = load_checkpoint(path, tiny_config())
     assert all(torch.equal(v, tiny_state[k]) for k, v in model.state_dict().items())

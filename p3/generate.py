@@ -36,6 +36,7 @@ from .tokenizer import CLIPTokenizer
 IMAGES_PER_PROMPT = 25
 EMBEDDINGS_DIR = os.path.join(os.path.dirname(__file__), "embeddings")
 SAMPLERS = {"dpmpp2m": sample_dpmpp_2m, "ddim": sample_ddim}
+DECODE_CHUNK = 4
 
 
 @dataclass
@@ -179,8 +180,9 @@ def generate_batch(model, contexts, uncond, noise, sampler, steps, guidance):
     """Noise (B, 4, h, w) + contexts (B, 77, D) -> images (B, 3, H, W) in [0, 1] on the CPU."""
     alphas_cumprod = scaled_linear_alphas_cumprod()
     eps_fn = classifier_free_guidance(model.unet, contexts, uncond.expand_as(contexts), guidance)
-    latents = SAMPLERS[sampler](eps_fn, noise, alphas_cumprod, steps)
-    images = model.vae.decode(latents.float() / LATENT_SCALE)
+    latents = SAMPLERS[sampler](eps_fn, noise, alphas_cumprod, steps).float() / LATENT_SCALE
+    # Decode a few at a time: fp32 activations at 512×512 are ~1 GB per image per layer.
+    images = torch.cat([model.vae.decode(z) for z in latents.split(DECODE_CHUNK)])
     return ((images + 1) / 2).clamp(0, 1).cpu()
 
 
@@ -200,7 +202,7 @@ def time_batch(model, contexts, uncond, noise, device, guidance):
     eps_fn(noise, t)
     synchronize(device)
     unet_s = time.perf_counter() - start
-    model.vae.decode(noise.float())
+    torch.cat([model.vae.decode(z) for z in noise.float().split(DECODE_CHUNK)])
     synchronize(device)
     decode_s = time.perf_counter() - start - unet_s
     return unet_s, decode_s

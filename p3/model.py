@@ -6,8 +6,11 @@
 
 `load_checkpoint` reads `sd-v1-4.ckpt` (or any file with the same keys) strictly.
 """
+import inspect
 import os
+import pickle
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -132,12 +135,47 @@ def check_state_dict(model: nn.Module, state_dict: dict, name="checkpoint"):
     return given
 
 
+class StubObject:
+    """Stands in for a pickled object whose class is not importable here."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+class LenientUnpickler(pickle.Unpickler):
+    """Unpickles classes we do not have (the CompVis checkpoint may carry pytorch_lightning
+    callback objects) as inert stubs; tensors and containers load as usual."""
+
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return type(name, (StubObject,), {"__module__": module})
+
+
+LENIENT_PICKLE = SimpleNamespace(
+    __name__="lenient_pickle", Unpickler=LenientUnpickler,
+    load=lambda f, **kwargs: LenientUnpickler(f, **kwargs).load(),
+)  # fmt: skip
+
+
+def torch_load_full(path):
+    """torch.load of a trusted checkpoint with any pickled content (torch 1.11 … 2.x)."""
+    kwargs = {"map_location": "cpu", "pickle_module": LENIENT_PICKLE}
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kwargs["weights_only"] = False
+    return torch.load(path, **kwargs)
+
+
 def read_state_dict(path):
     """The `state_dict` of a CompVis checkpoint file (also accepts a bare state_dict)."""
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu")
+        ckpt = torch_load_full(path)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
         raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):

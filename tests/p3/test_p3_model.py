@@ -1,4 +1,6 @@
 import os
+import sys
+import types
 
 import pytest
 import torch
@@ -69,6 +71,23 @@ def test_v1_config_rejects_tiny_checkpoint(tmp_path, tiny_state):
     with pytest.raises(UserError, match="wrong shape keys"):
         load_checkpoint(save(tmp_path, {"state_dict": tiny_state}), tiny_config().__class__(
             unet=tiny_config().unet, vae=tiny_config().vae, text=v1_config().text))
+
+
+def test_checkpoint_with_unimportable_pickled_objects_loads(tmp_path, tiny_state, monkeypatch):
+    """Like sd-v1-4.ckpt's pytorch_lightning callbacks when pytorch_lightning is absent."""
+    fake = types.ModuleType("fake_lightning")
+
+    class ModelCheckpoint:
+        def __init__(self):
+            self.monitor = None
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__ = "fake_lightning", "ModelCheckpoint"
+    fake.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, "fake_lightning", fake)
+    path = save(tmp_path, {"state_dict": tiny_state, "callbacks": {"cb": ModelCheckpoint()}})
+    monkeypatch.delitem(sys.modules, "fake_lightning")
+    model = load_checkpoint(path, tiny_config())
+    assert torch.equal(model.unet.out[2].weight, tiny_state["model.diffusion_model.out.2.weight"])
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", None, {"a": 1}])

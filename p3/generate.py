@@ -218,7 +218,7 @@ def plan_steps(seconds_left, n_batches, unet_s, decode_s, sampler, max_steps, mi
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="hw2_3.sh", description=__doc__.split("\n")[0])
     p.add_argument("input_json", help="input.json with concepts, token names and prompts")
     p.add_argument("out_dir", help="output folder (new, or empty)")
     p.add_argument("checkpoint", help="Stable Diffusion v1 checkpoint (sd-v1-4.ckpt)")

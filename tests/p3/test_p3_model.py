@@ -106,3 +106,27 @@ def test_to_inference_keeps_cpu_in_float32():
     model = StableDiffusion(tiny_config()).to_inference("cpu")
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
+
+
+@pytest.mark.parametrize("fallback_attention", [False, True])
+def test_fp16_unet_and_text_encoder_track_fp32(monkeypatch, fallback_attention):
+    """The GPU precision recipe (fp16 UNet/CLIP, fp32 latents out) on the CPU, where supported."""
+    if fallback_attention:
+        monkeypatch.delattr(torch.nn.functional, "scaled_dot_product_attention", raising=False)
+    torch.manual_seed(0)
+    model = StableDiffusion(tiny_config()).eval()
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([10.0, 900.0])
+    ids = torch.randint(0, 49407, (2, 77))
+    with torch.no_grad():
+        context = model.text_encoder(ids)
+        eps = model.unet(x, t, context)
+        model.unet.half()
+        model.text_encoder.half()
+        try:
+            context16 = model.text_encoder(ids)
+        except RuntimeError as err:  # torch 1.11 has no fp16 LayerNorm on the CPU
+            pytest.skip(f"no fp16 CPU kernels: {err}")
+        eps16 = model.unet(x, t, context16)
+    assert context16.dtype == torch.float16 and eps16.dtype == torch.float32
+    assert (context16.float() - context).abs().max() < 1e-2 * context.abs().max()
+    assert (eps16 - eps).abs().max() < 1e-2 * eps.abs().max()

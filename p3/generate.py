@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
+from torchvision.utils import save_image
 from tqdm import tqdm
 
 from .diffusion import (
@@ -243,6 +244,39 @@ def parse_args(argv):
     return args
 
 
+def publish(staging, out_dir):
+    """Move the finished OUT/k/i folders from `staging` into `out_dir` (empty folders merge)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for key in sorted(os.listdir(staging)):
+        os.makedirs(os.path.join(out_dir, key), exist_ok=True)
+        for prompt_dir in sorted(os.listdir(os.path.join(staging, key))):
+            target = os.path.join(out_dir, key, prompt_dir)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            shutil.move(os.path.join(staging, key, prompt_dir), target)
+
+
+def choose_steps(args, model, first_batch, uncond, n_batches, start):
+    """--steps if given, else the most steps (<= --max-steps) that fit the rest of the budget,
+    timed on the first batch."""
+    if args.steps is not None:
+        return args.steps
+    noise, contexts = first_batch
+    device = noise.device
+    unet_s, decode_s = time_batch(model, contexts, uncond, noise, device, args.guidance)
+    seconds_left = args.time_budget - (time.perf_counter() - start)
+    steps = plan_steps(seconds_left, n_batches, unet_s, decode_s, args.sampler,
+                       args.max_steps, args.min_steps)  # fmt: skip
+    estimate = n_batches * (n_model_calls(args.sampler, steps) * unet_s + decode_s)
+    print(f"measured at batch {len(noise)}: {unet_s:.3f} s per guided UNet call, "
+          f"{decode_s:.3f} s per VAE decode; estimate {estimate:.0f} s for {steps} steps, "
+          f"{seconds_left:.0f} s left of the budget")  # fmt: skip
+    if estimate > seconds_left:
+        print(f"warning: even {steps} steps may not fit the {args.time_budget:.0f} s budget",
+              file=sys.stderr)  # fmt: skip
+    return steps
+
+
 def main(argv=None):
     start = time.perf_counter()
     args = parse_args(argv)
@@ -258,15 +292,12 @@ def main(argv=None):
     print(f"loaded {args.checkpoint} in {time.perf_counter() - start:.1f} s on {device}")
     tokenizer = CLIPTokenizer(placeholders={t: len(v) for t, v in embeddings.items()})
     extra = torch.cat(list(embeddings.values())).to(device) if embeddings else None
-    prompts = [p for c in concepts for p in c.prompts]
-    contexts = encode_prompts(model, tokenizer, prompts, extra, device)
+    jobs = [(c.key, i, prompt) for c in concepts for i, prompt in enumerate(c.prompts)]
+    contexts = encode_prompts(model, tokenizer, [p for _, _, p in jobs], extra, device)
     uncond = encode_prompts(model, tokenizer, [""], None, device)
 
-    samples, offset = [], 0
-    for c in concepts:
-        for i in range(len(c.prompts)):
-            samples += [Sample(c.key, i, n, offset + i) for n in range(IMAGES_PER_PROMPT)]
-        offset += len(c.prompts)
+    samples = [Sample(key, i, n, j) for j, (key, i, _) in enumerate(jobs)
+               for n in range(IMAGES_PER_PROMPT)]  # fmt: skip
     batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     shape = (cfg.unet.in_channels, cfg.latent_size, cfg.latent_size)
 
@@ -274,21 +305,8 @@ def main(argv=None):
         noise = initial_noise(batch, shape, args.seed).to(device)
         return noise, contexts[[s.context_index for s in batch]]
 
-    steps = args.steps
-    if steps is None:
-        noise, ctx = batch_inputs(batches[0])
-        unet_s, decode_s = time_batch(model, ctx, uncond, noise, device, args.guidance)
-        seconds_left = args.time_budget - (time.perf_counter() - start)
-        steps = plan_steps(seconds_left, len(batches), unet_s, decode_s, args.sampler,
-                           args.max_steps, args.min_steps)  # fmt: skip
-        estimate = len(batches) * (n_model_calls(args.sampler, steps) * unet_s + decode_s)
-        print(f"measured at batch {len(batches[0])}: {unet_s:.3f} s per guided UNet call, "
-              f"{decode_s:.3f} s per VAE decode; estimate {estimate:.0f} s for "
-              f"{steps} steps, {seconds_left:.0f} s left of the budget")  # fmt: skip
-        if estimate > seconds_left:
-            print(f"warning: even {steps} steps may not fit the {args.time_budget:.0f} s budget",
-                  file=sys.stderr)  # fmt: skip
-    print(f"plan: {len(samples)} images ({len(prompts)} prompts x {IMAGES_PER_PROMPT}) in "
+    steps = choose_steps(args, model, batch_inputs(batches[0]), uncond, len(batches), start)
+    print(f"plan: {len(samples)} images ({len(jobs)} prompts x {IMAGES_PER_PROMPT}) in "
           f"{len(batches)} batches of <= {batch_size}, {args.sampler} {steps} steps, "
           f"guidance {args.guidance}, seed {args.seed}")  # fmt: skip
 
@@ -296,11 +314,10 @@ def main(argv=None):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".hw2_3-", dir=parent)
     try:
-        from torchvision.utils import save_image
-
         for batch in tqdm(batches, desc="batches", file=sys.stdout):
-            noise, ctx = batch_inputs(batch)
-            images = generate_batch(model, ctx, uncond, noise, args.sampler, steps, args.guidance)
+            noise, batch_contexts = batch_inputs(batch)
+            images = generate_batch(model, batch_contexts, uncond, noise, args.sampler, steps,
+                                    args.guidance)  # fmt: skip
             for sample, image in zip(batch, images):
                 path = os.path.join(staging, sample.relative_path)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -310,18 +327,6 @@ def main(argv=None):
         shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {len(samples)} images to {args.out_dir} in "
           f"{time.perf_counter() - start:.1f} s")  # fmt: skip
-
-
-def publish(staging, out_dir):
-    """Move the finished OUT/k/i folders from `staging` into `out_dir` (empty folders merge)."""
-    os.makedirs(out_dir, exist_ok=True)
-    for key in sorted(os.listdir(staging)):
-        os.makedirs(os.path.join(out_dir, key), exist_ok=True)
-        for prompt_dir in sorted(os.listdir(os.path.join(staging, key))):
-            target = os.path.join(out_dir, key, prompt_dir)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            shutil.move(os.path.join(staging, key, prompt_dir), target)
 
 
 if __name__ == "__main__":

@@ -140,14 +140,22 @@ def check_output_dir(out_dir):
 
 
 def resolve_device(name):
-    if name is None:
+    """Device for --device NAME: "auto" is cuda when available, else cpu with a warning; cuda
+    without a GPU is an error. cuDNN is made deterministic so a re-run writes the same bytes."""
+    if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "cpu":
-            print("warning: no CUDA GPU found; running on the CPU, this will be very slow",
+            print("warning: no CUDA GPU found; running on the CPU, this will be very slow "
+                  "(minutes per 512x512 image)",
                   file=sys.stderr)  # fmt: skip
     elif name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name} asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    torch.backends.cudnn.deterministic = True
+    return device
 
 
 def sample_seed(seed, key, prompt_index, n):
@@ -223,7 +231,7 @@ def parse_args(argv):
     p.add_argument("input_json", help="input.json with concepts, token names and prompts")
     p.add_argument("out_dir", help="output folder (new, or empty)")
     p.add_argument("checkpoint", help="Stable Diffusion v1 checkpoint (sd-v1-4.ckpt)")
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: planned)")
     p.add_argument("--max-steps", type=int, default=50, help="upper bound for planned steps")
     p.add_argument("--min-steps", type=int, default=10, help="lower bound for planned steps")

@@ -129,10 +129,12 @@ def test_output_folder_with_files_is_refused(files, tmp_path):
 
 def test_no_gpu_warns_and_uses_cpu(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert generate.resolve_device(None).type == "cpu"
+    assert generate.resolve_device("auto").type == "cpu"
     assert "very slow" in capsys.readouterr().err
     with pytest.raises(UserError, match="no CUDA GPU"):
         generate.resolve_device("cuda")
+    with pytest.raises(UserError, match="not a device"):
+        generate.resolve_device("gpu0")
 
 
 def test_hw2_3_sh_reports_one_line_and_exit_status_1(files, tmp_path):

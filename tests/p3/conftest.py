@@ -47,3 +47,41 @@ def one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A random CLIP with a byte-level tokenizer and 32-pixel images, saved like a hub folder."""
+    import json
+
+    from p3.tokenizer import bytes_to_unicode
+
+    transformers = pytest.importorskip("transformers")
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    units = list(bytes_to_unicode().values())
+    vocab = units + [u + "</w>" for u in units] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    image_processor_class = (
+        getattr(transformers, "CLIPImageProcessor", None) or transformers.CLIPFeatureExtractor
+    )
+    processor = transformers.CLIPProcessor(image_processor_class(size=32, crop_size=32), tokenizer)
+    shared = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    text = dict(
+        vocab_size=len(vocab), bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1, **shared
+    )
+    vision = dict(image_size=32, patch_size=8, **shared)
+    # transformers 4.19 reads *_config_dict, later releases *_config
+    config = transformers.CLIPConfig(
+        text_config=text,
+        vision_config=vision,
+        text_config_dict=text,
+        vision_config_dict=vision,
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    transformers.CLIPModel(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

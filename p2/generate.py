@@ -95,7 +95,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         model = load_unet(args.unet).to(device)
         if device.type == "cpu":
             print(
-                "warning: no GPU in use; expect about a minute per image on a laptop CPU",
+                "warning: no GPU in use; on a CPU a 256x256 face takes minutes (~6 per core)",
                 file=sys.stderr,
             )
         use_exact_fp32()

@@ -183,7 +183,7 @@ def draw_loss_curve(log: List[Tuple[int, float, float]], path, title, size=(720,
         return x, y
 
     draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    smooth = moving_average(losses, max(1, len(losses) // 50))
+    smooth = moving_average(losses, max(1, len(losses) // 20))
     for values, colour in ((losses, (190, 190, 190)), (smooth, (31, 119, 180))):
         points = [xy(s, v) for s, v in zip(steps, values)]
         if len(points) > 1:
@@ -373,6 +373,9 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
         progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
         if done % args.save_every == 0 or done == args.max_steps:
             save_run(args, token, vectors, optimizer, scheduler, scaler, done, log)
+            recent = [loss for _, loss, _ in log[-args.save_every:]]
+            progress.write(f"step {done}: mean loss {sum(recent) / len(recent):.4f} over the "
+                           f"last {len(recent)} steps, saved {args.out}")  # fmt: skip
         if args.validate_every and (done % args.validate_every == 0 or done == args.max_steps):
             grid = render_validation(model, tokenizer, vectors.detach(), prompts,
                                      args.validation_images, args.validation_steps,

@@ -123,6 +123,18 @@ def encode_latents(vae, pixels: torch.Tensor, generator: torch.Generator) -> tor
     return (mean + std * eps) * LATENT_SCALE
 
 
+def freeze(model, device, half):
+    """Every weight frozen (eval mode, no gradients) on `device`; the UNet and the text
+    encoder in fp16 when `half` (the backward pass runs through them in fp16), the VAE in fp32
+    (it only encodes, under no_grad)."""
+    model.eval().requires_grad_(False)
+    dtype = torch.float16 if half else torch.float32
+    model.unet.to(device, dtype)
+    model.text_encoder.to(device, dtype)
+    model.vae.to(device, torch.float32)
+    return model
+
+
 def denoising_loss(model, ids, vectors, latents, alphas_cumprod, generator) -> torch.Tensor:
     """Noise-prediction MSE at t ~ U{0, …, 999} (Ho et al. 2020, eq. 14), a float32 scalar.
 
@@ -312,10 +324,7 @@ def main(argv=None):
 
     model = load_checkpoint(args.ckpt, cfg)
     vectors, state = start_state(args, model, base_tokenizer, token, cfg.text.hidden_size)
-    if args.fp32 or device.type != "cuda":
-        model.eval().requires_grad_(False).to(device, torch.float32)
-    else:
-        model.to_inference(device)  # fp16 UNet and text encoder, fp32 VAE
+    freeze(model, device, half=device.type == "cuda" and not args.fp32)
     model.unet.gradient_checkpointing = args.gradient_checkpointing
     tokenizer = CLIPTokenizer(placeholders={token: len(vectors)})
     vectors = torch.nn.Parameter(vectors.to(device))

@@ -1,5 +1,6 @@
-"""`python3 -m p3.train --concept 0 --ckpt sd-v1-4.ckpt --out runs/new1 --init-word dog`:
-textual inversion (Gal et al. 2022, arXiv 2208.01618) on Stable Diffusion v1.
+"""Textual inversion (Gal et al. 2022, arXiv 2208.01618) of one input.json token on SD v1.
+
+    python3 -m p3.train --concept 0 --ckpt sd-v1-4.ckpt --out runs/new1 --init-word dog
 
 Learns the vectors of one placeholder token of input.json (`<new1>` of concept "0" from the
 images in SRC/0/, ...). Only those vectors are trained: every weight of the model, the whole
@@ -356,12 +357,14 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
     alphas_cumprod = scaled_linear_alphas_cumprod()
     templates = TEMPLATES[args.templates]
     size = model.config.image_size
-    start, first_step = time.perf_counter(), step
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    train_seconds, first_step, peak_bytes = 0.0, step, 0
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     progress = tqdm(range(step, args.max_steps), initial=step, total=args.max_steps,
                     desc=token, file=sys.stdout)  # fmt: skip
     for step in progress:
+        start = time.perf_counter()
         generator = torch.Generator().manual_seed(step_seed(args.seed, step))
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
@@ -377,6 +380,7 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        train_seconds += time.perf_counter() - start  # loss.item() has synchronised the GPU
         done = step + 1
         log.append((done, step_loss, lr))
         progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
@@ -386,17 +390,22 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
             progress.write(f"step {done}: mean loss {sum(recent) / len(recent):.4f} over the "
                            f"last {len(recent)} steps, saved {args.out}")  # fmt: skip
         if args.validate_every and (done % args.validate_every == 0 or done == args.max_steps):
+            if cuda:  # the training peak, not the sampler's
+                peak_bytes = max(peak_bytes, torch.cuda.max_memory_allocated(device))
             grid = render_validation(model, tokenizer, vectors.detach(), prompts,
                                      args.validation_images, args.validation_steps,
                                      args.guidance, args.seed)  # fmt: skip
             path = os.path.join(args.out, "validation", f"step{done:06d}.png")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             save_image(grid, path)
-    seconds = time.perf_counter() - start
-    report = f"{args.max_steps - first_step} steps in {seconds:.1f} s " \
-             f"({(args.max_steps - first_step) / seconds:.2f} steps/s)"
-    if device.type == "cuda":
-        report += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+    n_steps = args.max_steps - first_step
+    report = (f"{n_steps} steps in {train_seconds:.1f} s ({n_steps / train_seconds:.2f} steps/s, "
+              "saving and validation not counted)")  # fmt: skip
+    if cuda:
+        peak_bytes = max(peak_bytes, torch.cuda.max_memory_allocated(device))
+        report += f", peak GPU memory while training {peak_bytes / 2**30:.2f} GiB"
     print(report)
     print(f"learned embedding: {os.path.join(args.out, 'learned_embeds.pt')} (copy it into "
           "p3/embeddings/ for hw2_3.sh)")

@@ -105,6 +105,7 @@ def test_fp16_frozen_model_gives_fp32_gradients_to_the_vectors(files):
     assert vectors.grad.dtype == torch.float32 and vectors.grad.abs().max() > 0
 
 
+@pytest.mark.filterwarnings("ignore:User provided device_type:UserWarning")  # torch 1.11, CPU
 def test_gradient_checkpointing_gives_the_same_gradient_with_frozen_weights():
     torch.manual_seed(0)
     unet = UNetModel(tiny_config().unet).requires_grad_(False)
@@ -120,6 +121,7 @@ def test_gradient_checkpointing_gives_the_same_gradient_with_frozen_weights():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.filterwarnings("ignore:User provided device_type:UserWarning")  # torch 1.11, CPU
 def test_run_saves_embeddings_that_hw2_3_reads_and_resume_continues(files, tmp_path, capsys):
     whole, split = tmp_path / "whole", tmp_path / "split"
     train.main(train_argv(files, whole, "--max-steps", "4", "--save-every", "2",

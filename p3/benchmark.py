@@ -64,9 +64,9 @@ def main(argv=None):
             synchronize(device)
             seconds = time.perf_counter() - t0
             peak = (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
-                    if device.type == "cuda" else "n/a (CPU)")  # fmt: skip
+                    if device.type == "cuda" else "n/a (CPU)")
             print(f"| {batch} | {steps} | {seconds:.3f} | {seconds / batch:.4f} | "
-                  f"{seconds / steps:.4f} | {peak} |")  # fmt: skip
+                  f"{seconds / steps:.4f} | {peak} |")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,6 @@ def sample_batch(
     picks = torch.randint(len(images), (batch_size,), generator=generator).tolist()
     captions = torch.randint(len(templates), (batch_size,), generator=generator).tolist()
     pixels = torch.stack([make_example(images[i], size, min_crop_scale, flip_p, generator)
-                          for i in picks])  # fmt: skip
+                          for i in picks])
     return pixels, [templates[j].format(token) for j in captions]
 

@@ -102,7 +102,7 @@ def sample_dpmpp_2m(eps_fn, x, alphas_cumprod, steps):
     def data_prediction(x, t):
         alpha, sigma, _ = schedule.alpha_sigma_lambda(t)
         t_in = torch.full((x.shape[0],), schedule.model_time(t), device=x.device,
-                          dtype=torch.float64)  # fmt: skip
+                          dtype=torch.float64)
         return (x - sigma * eps_fn(x, t_in)) / alpha
 
     x0_prev = data_prediction(x, times[0])

@@ -85,7 +85,7 @@ def read_input(path) -> List[Concept]:
         if not isinstance(token, str) or not token.strip():
             raise UserError(f"{where}: 'token_name' must be a non-empty string")
         if (not isinstance(prompts, list) or not prompts
-                or not all(isinstance(p, str) and p.strip() for p in prompts)):  # fmt: skip
+                or not all(isinstance(p, str) and p.strip() for p in prompts)):
             raise UserError(f"{where}: 'prompt' must be a non-empty list of non-empty strings")
         concepts.append(Concept(key, token, prompts))
     return concepts
@@ -100,14 +100,14 @@ def load_embeddings(directory, hidden_size) -> Dict[str, torch.Tensor]:
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
             raise UserError(f"cannot read embedding file {path}: {err}") from None
         if not (isinstance(entry, dict) and isinstance(entry.get("token"), str)
-                and torch.is_tensor(entry.get("embedding"))):  # fmt: skip
+                and torch.is_tensor(entry.get("embedding"))):
             raise UserError(f"{path}: expected {{'token': str, 'embedding': tensor}}")
         token, vectors = entry["token"], entry["embedding"]
         if vectors.dim() == 1:
             vectors = vectors[None]
         if vectors.dim() != 2 or vectors.shape[1] != hidden_size or not vectors.is_floating_point():
             raise UserError(f"{path}: embedding for {token} has shape {tuple(vectors.shape)}, "
-                            f"expected (n_vectors, {hidden_size})")  # fmt: skip
+                            f"expected (n_vectors, {hidden_size})")
         if token in embeddings:
             raise UserError(f"{path}: a second embedding for token {token}")
         embeddings[token] = vectors.float()
@@ -136,7 +136,7 @@ def check_output_dir(out_dir):
         if files:
             example = os.path.relpath(os.path.join(root, files[0]), out_dir)
             raise UserError(f"output folder {out_dir} already has files in it (e.g. {example}); "
-                            "give an empty or new folder")  # fmt: skip
+                            "give an empty or new folder")
 
 
 def resolve_device(name):
@@ -147,7 +147,7 @@ def resolve_device(name):
         if name == "cpu":
             print("warning: no CUDA GPU found; running on the CPU, this will be very slow "
                   "(minutes per 512x512 image)",
-                  file=sys.stderr)  # fmt: skip
+                  file=sys.stderr)
     elif name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name} asked for, but torch sees no CUDA GPU")
     try:
@@ -170,7 +170,7 @@ def initial_noise(samples: List[Sample], shape, seed):
         torch.randn(shape, generator=torch.Generator().manual_seed(
             sample_seed(seed, s.key, s.prompt_index, s.n)))
         for s in samples
-    ])  # fmt: skip
+    ])
 
 
 def n_model_calls(sampler, steps):
@@ -240,10 +240,10 @@ def parse_args(argv):
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--time-budget", type=float, default=840.0,
-                   help="seconds for the whole run, model loading included")  # fmt: skip
+                   help="seconds for the whole run, model loading included")
     p.add_argument("--embeddings-dir", default=EMBEDDINGS_DIR)
     p.add_argument("--config", choices=sorted(CONFIGS), default="v1",
-                   help="model size (tiny is for tests)")  # fmt: skip
+                   help="model size (tiny is for tests)")
     args = p.parse_args(argv)
     for name in ("steps", "max_steps", "min_steps", "batch_size"):
         value = getattr(args, name)
@@ -274,14 +274,14 @@ def choose_steps(args, model, first_batch, uncond, n_batches, start):
     unet_s, decode_s = time_batch(model, contexts, uncond, noise, device, args.guidance)
     seconds_left = args.time_budget - (time.perf_counter() - start)
     steps = plan_steps(seconds_left, n_batches, unet_s, decode_s, args.sampler,
-                       args.max_steps, args.min_steps)  # fmt: skip
+                       args.max_steps, args.min_steps)
     estimate = n_batches * (n_model_calls(args.sampler, steps) * unet_s + decode_s)
     print(f"measured at batch {len(noise)}: {unet_s:.3f} s per guided UNet call, "
           f"{decode_s:.3f} s per VAE decode; estimate {estimate:.0f} s for {steps} steps, "
-          f"{seconds_left:.0f} s left of the budget")  # fmt: skip
+          f"{seconds_left:.0f} s left of the budget")
     if estimate > seconds_left:
         print(f"warning: even {steps} steps may not fit the {args.time_budget:.0f} s budget",
-              file=sys.stderr)  # fmt: skip
+              file=sys.stderr)
     return steps
 
 
@@ -305,7 +305,7 @@ def main(argv=None):
     uncond = encode_prompts(model, tokenizer, [""], None, device)
 
     samples = [Sample(key, i, n, j) for j, (key, i, _) in enumerate(jobs)
-               for n in range(IMAGES_PER_PROMPT)]  # fmt: skip
+               for n in range(IMAGES_PER_PROMPT)]
     batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     shape = (cfg.unet.in_channels, cfg.latent_size, cfg.latent_size)
 
@@ -316,7 +316,7 @@ def main(argv=None):
     steps = choose_steps(args, model, batch_inputs(batches[0]), uncond, len(batches), start)
     print(f"plan: {len(samples)} images ({len(jobs)} prompts x {IMAGES_PER_PROMPT}) in "
           f"{len(batches)} batches of <= {batch_size}, {args.sampler} {steps} steps, "
-          f"guidance {args.guidance}, seed {args.seed}")  # fmt: skip
+          f"guidance {args.guidance}, seed {args.seed}")
 
     parent = os.path.dirname(os.path.abspath(args.out_dir))
     os.makedirs(parent, exist_ok=True)
@@ -325,7 +325,7 @@ def main(argv=None):
         for batch in tqdm(batches, desc="batches", file=sys.stdout):
             noise, batch_contexts = batch_inputs(batch)
             images = generate_batch(model, batch_contexts, uncond, noise, args.sampler, steps,
-                                    args.guidance)  # fmt: skip
+                                    args.guidance)
             for sample, image in zip(batch, images):
                 path = os.path.join(staging, sample.relative_path)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -334,7 +334,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {len(samples)} images to {args.out_dir} in "
-          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+          f"{time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

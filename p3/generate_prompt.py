@@ -29,7 +29,7 @@ from .tokenizer import CLIPTokenizer
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python3 -m p3.generate_prompt",
-                                description=__doc__.split("\n")[0])  # fmt: skip
+                                description=__doc__.split("\n")[0])
     p.add_argument("prompts", nargs="+", help='prompts, e.g. "a <new1> in the style of <new2>"')
     p.add_argument("--ckpt", required=True, help="Stable Diffusion v1 checkpoint")
     p.add_argument("--out", required=True, help="output folder (new, or empty)")
@@ -57,7 +57,7 @@ def main(argv=None):
         unknown = [t for t in re.findall(r"<[^<>\s]+>", prompt) if t not in embeddings]
         if unknown:
             raise UserError(f"prompt {prompt!r} uses {unknown[0]}, which has no learned "
-                            f"embedding in {args.embeddings_dir}")  # fmt: skip
+                            f"embedding in {args.embeddings_dir}")
     device = resolve_device(args.device)
     model = load_checkpoint(args.ckpt, cfg).to_inference(device)
     tokenizer = CLIPTokenizer(placeholders={t: len(v) for t, v in embeddings.items()})
@@ -75,9 +75,9 @@ def main(argv=None):
                 torch.randn(shape, generator=torch.Generator().manual_seed(
                     sample_seed(args.seed, "prompt", i, n)))
                 for n in range(args.n)
-            ]).to(device)  # fmt: skip
+            ]).to(device)
             images = generate_batch(model, context.expand(args.n, -1, -1), uncond, noise,
-                                    args.sampler, args.steps, args.guidance)  # fmt: skip
+                                    args.sampler, args.steps, args.guidance)
             for n, image in enumerate(images):
                 save_image(image, os.path.join(staging, f"prompt{i}_{n}.png"))
             rows.append(images)

@@ -26,7 +26,7 @@ SCHEDULE_BUFFERS = (
     "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
     "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
     "posterior_mean_coef1", "posterior_mean_coef2",
-)  # fmt: skip
+)
 IGNORED_KEYS = frozenset(
     SCHEDULE_BUFFERS
     + (
@@ -64,7 +64,7 @@ def tiny_config():
         vae=VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1),
         text=TextEncoderConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2),
         image_size=16,
-    )  # fmt: skip
+    )
 
 
 CONFIGS = {"v1": v1_config, "tiny": tiny_config}
@@ -126,12 +126,12 @@ def check_state_dict(model: nn.Module, state_dict: dict, name="checkpoint"):
     problems = []
     for label, keys in (
         ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)
-    ):  # fmt: skip
+    ):
         if keys:
             problems.append(f"{len(keys)} {label} keys, first: {', '.join(keys[:3])}")
     if problems:
         raise UserError(f"{name} is not a Stable Diffusion v1 checkpoint for this config: "
-                        + "; ".join(problems))  # fmt: skip
+                        + "; ".join(problems))
     return given
 
 
@@ -159,7 +159,7 @@ class LenientUnpickler(pickle.Unpickler):
 LENIENT_PICKLE = SimpleNamespace(
     __name__="lenient_pickle", Unpickler=LenientUnpickler,
     load=lambda f, **kwargs: LenientUnpickler(f, **kwargs).load(),
-)  # fmt: skip
+)
 
 
 def torch_load_full(path):

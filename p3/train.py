@@ -52,7 +52,7 @@ def check_placeholder(tokenizer: CLIPTokenizer, token: str):
     ids = tokenizer.encode_text(token)
     if len(ids) == 1:
         raise UserError(f"placeholder {token!r} is already a single token of the CLIP vocabulary "
-                        "(id {}); use a new string such as <new1>".format(ids[0]))  # fmt: skip
+                        "(id {}); use a new string such as <new1>".format(ids[0]))
 
 
 def initial_vectors(model, tokenizer: CLIPTokenizer, word: str, n_vectors: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def initial_vectors(model, tokenizer: CLIPTokenizer, word: str, n_vectors: int) 
     ids = tokenizer.encode_text(word)
     if len(ids) != 1:
         raise UserError(f"--init-word {word!r} is {len(ids)} CLIP tokens; give a word that is a "
-                        "single token (e.g. dog, painting, illustration)")  # fmt: skip
+                        "single token (e.g. dog, painting, illustration)")
     row = model.text_encoder.text_model.embeddings.token_embedding.weight[ids[0]]
     return row.detach().float().cpu().repeat(n_vectors, 1)
 
@@ -81,7 +81,7 @@ def read_embedding(path, token: str, hidden_size: int) -> torch.Tensor:
     vectors = vectors[None] if vectors.dim() == 1 else vectors
     if vectors.dim() != 2 or vectors.shape[1] != hidden_size or not vectors.is_floating_point():
         raise UserError(f"{path}: embedding has shape {tuple(vectors.shape)}, expected "
-                        f"(n_vectors, {hidden_size}) for this model")  # fmt: skip
+                        f"(n_vectors, {hidden_size}) for this model")
     return vectors.float()
 
 
@@ -161,7 +161,7 @@ def render_validation(model, tokenizer, vectors, prompts, n_images, steps, guida
     cfg = model.config
     shape = (cfg.unet.in_channels, cfg.latent_size, cfg.latent_size)
     noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + n))
-                         for n in range(n_images)]).to(device)  # fmt: skip
+                         for n in range(n_images)]).to(device)
     rows = []
     for prompt in prompts:
         context = encode(torch.tensor(tokenizer([prompt]), device=device), vectors)
@@ -276,7 +276,7 @@ def parse_args(argv):
     log.add_argument("--guidance", type=float, default=7.5)
     args = p.parse_args(argv)
     positive = ("vectors", "max_steps", "batch_size", "grad_accum", "save_every",
-                "validation_images", "validation_steps")  # fmt: skip
+                "validation_images", "validation_steps")
     for name in positive:
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -299,11 +299,11 @@ def start_state(args, model, tokenizer, token, hidden_size):
         vectors = state["embedding"]
         if vectors.shape[1] != hidden_size:
             raise UserError(f"{state_path}: embedding width {vectors.shape[1]}, expected "
-                            f"{hidden_size} for this model")  # fmt: skip
+                            f"{hidden_size} for this model")
         return vectors.float(), state
     if os.path.exists(state_path):
         raise UserError(f"{args.out} already holds a run; add --resume to continue it or give "
-                        "a new --out")  # fmt: skip
+                        "a new --out")
     if args.init_embedding:
         return read_embedding(args.init_embedding, token, hidden_size), None
     return initial_vectors(model, tokenizer, args.init_word, args.vectors), None
@@ -315,7 +315,7 @@ def main(argv=None):
     concepts = {c.key: c for c in read_input(args.json)}
     if args.concept not in concepts:
         raise UserError(f"--concept {args.concept!r} is not a key of {args.json} "
-                        f"(keys: {', '.join(concepts)})")  # fmt: skip
+                        f"(keys: {', '.join(concepts)})")
     concept = concepts[args.concept]
     token = concept.token
     base_tokenizer = CLIPTokenizer()
@@ -342,17 +342,17 @@ def main(argv=None):
         step, log = state["step"], list(state["log"])
     if step >= args.max_steps:
         raise UserError(f"the run in {args.out} is already at step {step} >= --max-steps "
-                        f"{args.max_steps}")  # fmt: skip
+                        f"{args.max_steps}")
     print(f"training {token} ({len(vectors)} vectors) on {len(images)} images of "
           f"{os.path.join(args.src, concept.key)}, steps {step + 1}..{args.max_steps}, "
           f"{args.batch_size} x {args.grad_accum} images per step, lr {args.lr}, {device}")
     os.makedirs(args.out, exist_ok=True)
     train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, scaler,
-          step, log, concept.prompts)  # fmt: skip
+          step, log, concept.prompts)
 
 
 def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, scaler,
-          step, log, prompts):  # fmt: skip
+          step, log, prompts):
     device = vectors.device
     alphas_cumprod = scaled_linear_alphas_cumprod()
     templates = TEMPLATES[args.templates]
@@ -362,7 +362,7 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     progress = tqdm(range(step, args.max_steps), initial=step, total=args.max_steps,
-                    desc=token, file=sys.stdout)  # fmt: skip
+                    desc=token, file=sys.stdout)
     for step in progress:
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(step_seed(args.seed, step))
@@ -388,13 +388,13 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
             save_run(args, token, vectors, optimizer, scheduler, scaler, done, log)
             recent = [loss for _, loss, _ in log[-args.save_every:]]
             progress.write(f"step {done}: mean loss {sum(recent) / len(recent):.4f} over the "
-                           f"last {len(recent)} steps, saved {args.out}")  # fmt: skip
+                           f"last {len(recent)} steps, saved {args.out}")
         if args.validate_every and (done % args.validate_every == 0 or done == args.max_steps):
             if cuda:  # the training peak, not the sampler's
                 peak_bytes = max(peak_bytes, torch.cuda.max_memory_allocated(device))
             grid = render_validation(model, tokenizer, vectors.detach(), prompts,
                                      args.validation_images, args.validation_steps,
-                                     args.guidance, args.seed)  # fmt: skip
+                                     args.guidance, args.seed)
             path = os.path.join(args.out, "validation", f"step{done:06d}.png")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             save_image(grid, path)
@@ -402,7 +402,7 @@ def train(args, model, tokenizer, token, images, vectors, optimizer, scheduler, 
                 torch.cuda.reset_peak_memory_stats(device)
     n_steps = args.max_steps - first_step
     report = (f"{n_steps} steps in {train_seconds:.1f} s ({n_steps / train_seconds:.2f} steps/s, "
-              "saving and validation not counted)")  # fmt: skip
+              "saving and validation not counted)")
     if cuda:
         peak_bytes = max(peak_bytes, torch.cuda.max_memory_allocated(device))
         report += f", peak GPU memory while training {peak_bytes / 2**30:.2f} GiB"
@@ -421,7 +421,7 @@ def save_run(args, token, vectors, optimizer, scheduler, scaler, step, log):
         "token": token, "embedding": entry["embedding"], "step": step, "log": log,
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(), "args": vars(args),
-    }  # fmt: skip
+    }
     atomic_save(state, os.path.join(args.out, "state.pt"))
     write_log(log, args.out, token)
 

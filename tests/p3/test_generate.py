@@ -19,7 +19,7 @@ INPUT = {
           "prompt": ["A <new1> shepherd posing proudly on a hilltop."]},
     "1": {"src_image": "David Revoy", "token_name": "<new2>",
           "prompt": ["Paris in the style of <new2>.", "Manhattan in the style of <new2>."]},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,12 @@ def write_json(path, data):
 def argv(files, out, json_path=None, ckpt=None, *extra):
     return [json_path or str(files / "input.json"), str(out), ckpt or str(files / "tiny.ckpt"),
             "--config", "tiny", "--device", "cpu", "--embeddings-dir", str(files / "emb"),
-            *extra]  # fmt: skip
+            *extra]
 
 
 def pngs(folder):
     return sorted(os.path.relpath(os.path.join(r, f), folder)
-                  for r, _, fs in os.walk(folder) for f in fs)  # fmt: skip
+                  for r, _, fs in os.walk(folder) for f in fs)
 
 
 def test_writes_25_images_per_prompt_independent_of_batch_size(files, tmp_path, capsys):
@@ -142,7 +142,7 @@ def test_hw2_3_sh_reports_one_line_and_exit_status_1(files, tmp_path):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, str(foreign))
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # fmt: skip
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     command = ["bash", os.path.join(ROOT, "hw2_3.sh")]
     command += argv(files, tmp_path / "out", None, str(foreign))
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)

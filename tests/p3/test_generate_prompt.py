@@ -24,7 +24,7 @@ def files(tmp_path_factory):
 def argv(files, out, *prompts):
     return [*prompts, "--ckpt", str(files / "tiny.ckpt"), "--out", str(out), "--n", "2",
             "--steps", "2", "--config", "tiny", "--device", "cpu",
-            "--embeddings-dir", str(files / "emb")]  # fmt: skip
+            "--embeddings-dir", str(files / "emb")]
 
 
 def test_two_tokens_in_one_prompt_give_images_and_a_grid(files, tmp_path):

@@ -55,7 +55,7 @@ def test_extra_embeddings_match_hf_with_resized_vocabulary(sd, golden):
     missing, unexpected = oracle.load_state_dict(weights, strict=False)
     assert not unexpected and all(k.endswith("position_ids") for k in missing)
     extra = torch.randn(2, cfg.hidden_size, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(3))  # fmt: skip
+                        generator=torch.Generator().manual_seed(3))
     oracle.resize_token_embeddings(cfg.vocab_size + 2)
     with torch.no_grad():
         oracle.get_input_embeddings().weight[-2:] = extra

@@ -28,7 +28,7 @@ def random_prompts(n, seed=0):
             if rng.random() < 0.05:
                 parts.append(str(rng.randint(0, 100000)))
         prompts.append(rng.choice([" ", "  ", "\t"]).join(parts) if rng.random() < 0.1
-                       else " ".join(parts))  # fmt: skip
+                       else " ".join(parts))
     return prompts
 
 

@@ -46,7 +46,7 @@ def train_argv(files, out, *extra, json_path=None, src=None):
     return ["--json", json_path or str(files / "input.json"), "--src", src or str(files / "src"),
             "--ckpt", str(files / "tiny.ckpt"), "--out", str(out), "--config", "tiny",
             "--device", "cpu", "--concept", "0", "--init-word", "dog", "--vectors", "2",
-            "--batch-size", "2", "--grad-accum", "2", "--validate-every", "0", *extra]  # fmt: skip
+            "--batch-size", "2", "--grad-accum", "2", "--validate-every", "0", *extra]
 
 
 def test_only_the_new_vectors_train_and_the_loss_falls_on_a_fixed_batch(files):
@@ -60,7 +60,7 @@ def test_only_the_new_vectors_train_and_the_loss_falls_on_a_fixed_batch(files):
     optimizer = torch.optim.AdamW([vectors], lr=0.5, weight_decay=0.01)
     images = load_images(files / "src" / "0")
     pixels, captions = sample_batch(images, OBJECT_TEMPLATES, "<new1>", 4, 16, 0.8, 0.5,
-                                    torch.Generator().manual_seed(0))  # fmt: skip
+                                    torch.Generator().manual_seed(0))
     ids = torch.tensor(tokenizer(captions))
     assert ids.max().item() == 49409 and (ids >= 49408).sum().item() == 8
     alphas_cumprod = scaled_linear_alphas_cumprod()
@@ -97,7 +97,7 @@ def test_fp16_frozen_model_gives_fp32_gradients_to_the_vectors(files):
     latents = train.encode_latents(model.vae, torch.zeros(2, 3, 16, 16), generator)
     try:
         loss = train.denoising_loss(model, ids, vectors, latents, scaled_linear_alphas_cumprod(),
-                                    generator)  # fmt: skip
+                                    generator)
         loss.backward()
     except RuntimeError as err:  # torch 1.11 has no fp16 CPU kernels for some layers
         pytest.skip(f"no fp16 CPU kernels: {err}")
@@ -126,7 +126,7 @@ def test_run_saves_embeddings_that_hw2_3_reads_and_resume_continues(files, tmp_p
     whole, split = tmp_path / "whole", tmp_path / "split"
     train.main(train_argv(files, whole, "--max-steps", "4", "--save-every", "2",
                           "--validate-every", "2", "--validation-images", "2",
-                          "--validation-steps", "2"))  # fmt: skip
+                          "--validation-steps", "2"))
     assert "4 steps in" in capsys.readouterr().out
     assert sorted(os.listdir(whole / "embeddings")) == ["step000002.pt", "step000004.pt"]
     assert sorted(os.listdir(whole / "validation")) == ["step000002.png", "step000004.png"]
@@ -144,7 +144,7 @@ def test_run_saves_embeddings_that_hw2_3_reads_and_resume_continues(files, tmp_p
 
     train.main(train_argv(files, split, "--max-steps", "2", "--save-every", "2"))
     train.main(train_argv(files, split, "--max-steps", "4", "--save-every", "2", "--resume",
-                          "--gradient-checkpointing"))  # fmt: skip
+                          "--gradient-checkpointing"))
     assert "steps 3..4" in capsys.readouterr().out
     resumed = torch.load(str(split / "learned_embeds.pt"))["embedding"]
     torch.testing.assert_close(resumed, learned, rtol=0, atol=1e-6)
@@ -157,7 +157,7 @@ def test_init_embedding_starts_from_a_saved_file(files, tmp_path):
     start = tmp_path / "start.pt"
     torch.save({"token": "<new1>", "embedding": torch.randn(3, 32)}, str(start))
     train.main(train_argv(files, tmp_path / "run", "--max-steps", "1", "--lr", "0",
-                          "--init-embedding", str(start)))  # fmt: skip
+                          "--init-embedding", str(start)))
     learned = torch.load(str(tmp_path / "run" / "learned_embeds.pt"))["embedding"]
     assert torch.equal(learned, torch.load(str(start))["embedding"])
 
@@ -183,7 +183,7 @@ def test_bad_image_folders(files, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"token_name": "dog"}, "already a single token of the CLIP vocabulary"),
     ({"token_name": "*"}, "already a single token"),
-])  # fmt: skip
+])
 def test_placeholder_already_in_the_vocabulary(files, tmp_path, change, message):
     json_path = write(tmp_path / "in.json", json.dumps({"0": {**INPUT["0"], **change}}))
     with pytest.raises(UserError, match=message):
@@ -199,7 +199,7 @@ def test_placeholder_already_in_the_vocabulary(files, tmp_path, change, message)
     (["--concept", "7"], "not a key"),
     (["--resume"], "no saved run"),
     (["--min-crop-scale", "0"], "min-crop-scale"),
-])  # fmt: skip
+])
 def test_bad_options(files, tmp_path, extra, message):
     torch.save({"token": "<new1>", "embedding": torch.zeros(1, 768)}, str(tmp_path / "w.pt"))
     torch.save({"token": "<new2>", "embedding": torch.zeros(1, 32)}, str(tmp_path / "o.pt"))
@@ -222,7 +222,7 @@ def test_command_line_error_is_one_line_and_exit_status_1(files, tmp_path):
     missing = str(tmp_path / "missing.ckpt")
     argv = train_argv(files, tmp_path / "out", "--ckpt", missing)
     result = subprocess.run([sys.executable, "-m", "p3.train", *argv], capture_output=True,
-                            text=True, env=env, timeout=120)  # fmt: skip
+                            text=True, env=env, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: checkpoint not found: {missing}"]
 
@@ -239,7 +239,7 @@ def test_learning_rate_schedules():
 def test_augmented_batches_are_seeded_images_in_range(files):
     images = load_images(files / "src" / "0")
     batches = [sample_batch(images, OBJECT_TEMPLATES, "<new1>", 3, 16, 0.5, 0.5,
-                            torch.Generator().manual_seed(5)) for _ in range(2)]  # fmt: skip
+                            torch.Generator().manual_seed(5)) for _ in range(2)]
     (pixels, captions), (again, captions_again) = batches
     assert pixels.shape == (3, 3, 16, 16) and pixels.min() >= -1 and pixels.max() <= 1
     assert torch.equal(pixels, again) and captions == captions_again

@@ -18,7 +18,7 @@ venv=${1:-.venv38}
 if [ "$stack" = graders ]; then
   pins="torch==1.11.0 torchvision==0.12.0 transformers==4.19.2"
   if python3.8 -c pass 2>/dev/null; then py=(python3.8)
-  elif command -v pyenv >/dev/null && pyenv versions --bare | grep -qx '3\.8\.18'; then
+  elif command -v pyenv >/dev/null && pyenv versions --bare | grep -x '3\.8\.18' >/dev/null; then
     py=(env PYENV_VERSION=3.8.18 pyenv exec python)
   else echo "error: the graders' stack needs Python 3.8 (python3.8 or pyenv 3.8.18)" >&2; exit 1
   fi

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_CONFIG = {
+    "image_size": 28,
     "image_channels": 3,
     "cond_dim": 12,
     "base_channels": 32,
@@ -52,9 +53,8 @@ class ResBlock(nn.Module):
         self.norm2 = _norm(out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.skip = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
-        )
+        self.skip = (nn.Identity() if in_channels == out_channels
+                     else nn.Conv2d(in_channels, out_channels, 1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -89,6 +89,7 @@ class ConditionalUNet(nn.Module):
 
     def __init__(
         self,
+        image_size: int = 28,
         image_channels: int = 3,
         cond_dim: int = 12,
         base_channels: int = 32,
@@ -98,6 +99,10 @@ class ConditionalUNet(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
+        if image_size % 2 ** (len(channel_mults) - 1):
+            raise ValueError(f"image_size {image_size} is not divisible by "
+                             f"2^{len(channel_mults) - 1} (one halving per extra level)")
+        self.image_size = image_size
         self.cond_dim = cond_dim
         self.base_channels = base_channels
         emb_dim = 4 * base_channels
@@ -156,7 +161,7 @@ class ConditionalUNet(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) noisy images; t: (B,) timesteps; cond: (B, cond_dim). -> ε (B, C, H, W)."""
+        """x: (B, C, H, W) noisy; t: (B,) timesteps; cond: (B, cond_dim). -> ε (B, C, H, W)."""
         emb = self.time_mlp(timestep_embedding(t, self.base_channels))
         emb = emb + self.cond_mlp(cond.to(emb.dtype))
         h = self.stem(x)

@@ -103,6 +103,23 @@ def spaced_timesteps(num_timesteps: int, steps: int) -> List[int]:
     return [int(v) for v in points]
 
 
+def logsnr_timesteps(schedule: Schedule, steps: int) -> List[int]:
+    """``steps`` distinct timesteps, descending from T-1 to 0, whose log-SNR
+    λ_t = log(ᾱ_t / (1 − ᾱ_t)) / 2 is as evenly spaced as possible (DPM-Solver's
+    recommendation for low-resolution images; it takes small steps near the data)."""
+    count = schedule.num_timesteps
+    if not 1 <= steps <= count:
+        raise ValueError(f"steps must be in 1..{count}, got {steps}")
+    lam = 0.5 * torch.log(schedule.alphas_cumprod / (1 - schedule.alphas_cumprod))
+    targets = torch.linspace(float(lam[-1]), float(lam[0]), steps, dtype=torch.float64)
+    chosen = [int((lam - target).abs().argmin()) for target in targets]
+    for i in range(1, steps):  # keep them strictly decreasing, and room for the rest above 0
+        chosen[i] = min(chosen[i], chosen[i - 1] - 1)
+    for i in reversed(range(steps)):
+        chosen[i] = max(chosen[i], steps - 1 - i)
+    return chosen
+
+
 def initial_noise(generators: Sequence[torch.Generator], shape: Sequence[int]) -> torch.Tensor:
     """x_T: one standard normal draw of ``shape`` (C, H, W) per generator -> (B, C, H, W)."""
     return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators])
@@ -196,14 +213,15 @@ SAMPLERS = ("dpm++", "ddim", "ddpm")
 def sample(sampler: str, eps_fn: EpsFn, x: torch.Tensor, schedule: Schedule, steps: int,
            generators: Sequence[torch.Generator], eta: float = 0.0,
            callback: Optional[StepCallback] = None) -> torch.Tensor:
-    """Dispatch by name: "dpm++" (DPM-Solver++(2M), ``steps`` model calls), "ddim"
-    (``steps`` calls, ``eta``), or "ddpm" (ancestral, all T calls; ``steps`` ignored)."""
+    """Dispatch by name: "dpm++" (DPM-Solver++(2M) on log-SNR-uniform timesteps, ``steps``
+    model calls), "ddim" (time-uniform, ``steps`` calls, ``eta``), or "ddpm" (ancestral,
+    all T calls; ``steps`` ignored)."""
     if sampler == "ddpm":
         return ddpm_sample(eps_fn, x, schedule, generators, callback=callback)
-    timesteps = spaced_timesteps(schedule.num_timesteps, steps)
     if sampler == "ddim":
-        return ddim_sample(eps_fn, x, schedule, timesteps, eta=eta, generators=generators,
-                           callback=callback)
+        return ddim_sample(eps_fn, x, schedule, spaced_timesteps(schedule.num_timesteps, steps),
+                           eta=eta, generators=generators, callback=callback)
     if sampler == "dpm++":
-        return dpm_solver_pp_sample(eps_fn, x, schedule, timesteps, callback=callback)
+        return dpm_solver_pp_sample(eps_fn, x, schedule, logsnr_timesteps(schedule, steps),
+                                    callback=callback)
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")

@@ -75,10 +75,30 @@ def precision_context(device: torch.device, precision: str):
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise UserError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cuda":
-        return torch.cuda.amp.autocast(dtype=dtype)
-    return torch.cpu.amp.autocast(dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16"
+                          else torch.float16)
+
+
+MODEL_CHUNK = 100
+
+
+def fixed_shape(model_fn: Callable, chunk: int = MODEL_CHUNK) -> Callable:
+    """Run ``model_fn(x, t, cond)`` on chunks of exactly ``chunk`` rows (the last one padded
+    with copies of row 0). Kernels then see one shape only, so a row's result does not depend
+    on how many rows came with it: this is what makes images independent of the batch size
+    bit for bit (batched convolutions and GEMMs round differently for other batch sizes)."""
+    def run(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        rows = x.shape[0]
+        pad = (-rows) % chunk
+        if pad:
+            x = torch.cat([x, x[:1].expand(pad, *x.shape[1:])])
+            t = torch.cat([t, t[:1].expand(pad)])
+            cond = torch.cat([cond, cond[:1].expand(pad, *cond.shape[1:])])
+        outputs = [model_fn(x[i:i + chunk], t[i:i + chunk], cond[i:i + chunk])
+                   for i in range(0, x.shape[0], chunk)]
+        return torch.cat(outputs)[:rows]
+
+    return run
 
 
 @torch.no_grad()
@@ -87,8 +107,9 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
                   guidance: float = 2.0, batch_size: int = 250, precision: str = "fp32",
                   callback: Optional[Callable[[int, int, torch.Tensor], None]] = None
                   ) -> torch.Tensor:
-    """uint8 images (N, C, H, W) for conditions cond (N, D), one noise seed per image.
-    ``callback(first_index, t_next, x)`` sees every intermediate batch state."""
+    """uint8 images (N, C, H, W) for conditions cond (N, D), one noise seed per image;
+    ``batch_size`` images are denoised together (memory), the model always runs on
+    ``MODEL_CHUNK`` rows. ``callback(first_index, t_next, x)`` sees every batch state."""
     device = next(model.parameters()).device
     channels = model.stem.in_channels
     size = model.image_size
@@ -104,7 +125,7 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
             with precision_context(device, precision):
                 return model(x_in, t, c).float()
 
-        eps_fn = guided(model_fn, batch_cond, null_cond, guidance)
+        eps_fn = guided(fixed_shape(model_fn), batch_cond, null_cond, guidance)
         step_callback = None if callback is None else (
             lambda t_next, state, first=start: callback(first, t_next, state))
         x = sample(sampler, eps_fn, x, schedule, steps, generators, callback=step_callback)

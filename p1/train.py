@@ -124,11 +124,9 @@ def setup_distributed(device_arg: str):
 def autocast_for(device: torch.device, amp: str):
     if amp == "off":
         return nullcontext()
-    if device.type == "cuda":
-        return torch.cuda.amp.autocast(dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
-    if amp == "fp16":
+    if amp == "fp16" and device.type != "cuda":
         raise UserError("--amp fp16 needs a GPU; use --amp bf16 or off on the CPU")
-    return torch.cpu.amp.autocast(dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
 def parse_args(argv=None):
@@ -198,12 +196,14 @@ def main(argv=None) -> None:
     images, conds = load_digits(args.data, limit=args.limit)
     x_all = to_model_range(images)
     schedule = make_schedule(schedule_config)
+    torch.manual_seed(args.seed)
     model = build_model(model_config).to(device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    scaler = torch.cuda.amp.GradScaler(enabled=amp == "fp16" and device.type == "cuda")
+    scaler_class = getattr(torch.amp, "GradScaler", None) or torch.cuda.amp.GradScaler
+    scaler = scaler_class(enabled=amp == "fp16" and device.type == "cuda")
     step = 0
     if state is not None:
         try:

@@ -131,7 +131,8 @@ def main(argv=None) -> None:
         cond = digit_condition([d for _, d, _ in jobs], [k] * len(jobs))
         seeds = [sample_seed(args.seed, index_of[job]) for job in jobs]
         images = sample_images(model, schedule, cond, seeds, args.sampler, args.steps,
-                               args.guidance, args.batch_size, args.precision)
+                               args.guidance, args.batch_size, args.precision,
+                               args.model_chunk)
         grid = make_grid(images, nrow=10, padding=2, pad_value=255)
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(
             os.path.join(args.out_dir, f"grid_{dataset}.png"))
@@ -148,7 +149,8 @@ def main(argv=None) -> None:
                                                                       model.image_size))
         states[schedule.num_timesteps - 1] = to_uint8(noise[0])
         sample_images(model, schedule, digit_condition([0], [k]), [seed], args.reverse_sampler,
-                      args.steps, args.guidance, 1, args.precision, callback=record)
+                      args.steps, args.guidance, 1, args.precision, args.model_chunk,
+                      callback=record)
         rows.append(pick_states(states))
     strip = labelled_strip(rows, [DATASET_TITLES[d] for d in DATASETS],
                            [f"t={t}" for t in REVERSE_TIMES])

@@ -105,11 +105,12 @@ def fixed_shape(model_fn: Callable, chunk: int = MODEL_CHUNK) -> Callable:
 def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor,
                   seeds: Sequence[int], sampler: str = "dpm++", steps: int = 20,
                   guidance: float = 2.0, batch_size: int = 250, precision: str = "fp32",
+                  model_chunk: int = MODEL_CHUNK,
                   callback: Optional[Callable[[int, int, torch.Tensor], None]] = None
                   ) -> torch.Tensor:
     """uint8 images (N, C, H, W) for conditions cond (N, D), one noise seed per image;
     ``batch_size`` images are denoised together (memory), the model always runs on
-    ``MODEL_CHUNK`` rows. ``callback(first_index, t_next, x)`` sees every batch state."""
+    ``model_chunk`` rows. ``callback(first_index, t_next, x)`` sees every batch state."""
     device = next(model.parameters()).device
     channels = model.stem.in_channels
     size = model.image_size
@@ -125,7 +126,7 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
             with precision_context(device, precision):
                 return model(x_in, t, c).float()
 
-        eps_fn = guided(fixed_shape(model_fn), batch_cond, null_cond, guidance)
+        eps_fn = guided(fixed_shape(model_fn, model_chunk), batch_cond, null_cond, guidance)
         step_callback = None if callback is None else (
             lambda t_next, state, first=start: callback(first, t_next, state))
         x = sample(sampler, eps_fn, x, schedule, steps, generators, callback=step_callback)
@@ -193,7 +194,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=DEFAULTS["guidance"],
                         help="classifier-free guidance scale s (1 = none)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=250,
+                        help="images denoised together (memory only: images do not change)")
+    parser.add_argument("--model-chunk", type=int, default=MODEL_CHUNK,
+                        help="rows per model call; outputs are bit-identical between runs "
+                             "with the same value")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="autocast dtype of the model (fp16 on CUDA only)")
     parser.add_argument("--threads", type=int, default=0,
@@ -205,8 +210,8 @@ def validate_sampling_arguments(args, num_timesteps: Optional[int] = None) -> No
     """Range checks; with num_timesteps (known once the checkpoint is read) also --steps."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
+    if args.batch_size < 1 or args.model_chunk < 1:
+        raise UserError("--batch-size and --model-chunk must be >= 1")
     if args.steps < 1 or (num_timesteps is not None and args.steps > num_timesteps):
         raise UserError(f"--steps must be in 1..{num_timesteps or 'T'}")
 
@@ -235,7 +240,7 @@ def main(argv=None) -> None:
                            [DATASETS.index(dataset) for dataset, _, _ in jobs])
     seeds = [sample_seed(args.seed, index) for index in range(len(jobs))]
     images = sample_images(model, schedule, cond, seeds, args.sampler, args.steps,
-                           args.guidance, args.batch_size, args.precision)
+                           args.guidance, args.batch_size, args.precision, args.model_chunk)
     write_outputs(args.out_dir, images, jobs)
     print(f"wrote {len(jobs)} images to {args.out_dir}/{{{','.join(DATASETS)}}} in "
           f"{time.time() - start:.1f} s ({args.sampler}, {args.steps} steps, guidance "

@@ -72,12 +72,13 @@ def inference_state(ema: torch.nn.Module, model_config: dict, schedule_config: d
             "schedule_config": schedule_config, "step": step, "cond_layout": "digit10+dataset2"}
 
 
-def sample_grid(ema: torch.nn.Module, schedule, path: str, per_digit: int = 4) -> None:
+def sample_grid(ema: torch.nn.Module, schedule, path: str, steps: int = 20,
+                per_digit: int = 4) -> None:
     """Rows: digits 0-9 of each dataset in turn; ``per_digit`` seeds per row (DPM-Solver++)."""
     jobs = [(d, k) for k in range(len(DATASETS)) for d in range(NUM_DIGITS)
             for _ in range(per_digit)]
     cond = digit_condition([d for d, _ in jobs], [k for _, k in jobs])
-    images = sample_images(ema, schedule, cond, list(range(len(jobs))), "dpm++", 20, 2.0,
+    images = sample_images(ema, schedule, cond, list(range(len(jobs))), "dpm++", steps, 2.0,
                            batch_size=len(jobs))
     save_image(images.float() / 255.0, path, nrow=per_digit * 2, padding=1)
 
@@ -157,6 +158,8 @@ def parse_args(argv=None):
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--ckpt-every", type=int, default=500)
     parser.add_argument("--sample-every", type=int, default=2000, help="0 = never")
+    parser.add_argument("--sample-steps", type=int, default=20,
+                        help="DPM-Solver++ steps of the sample grids")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (0 = its default; 1 is faster on a busy CPU)")
     parser.add_argument("--device", default=default_device())
@@ -202,7 +205,7 @@ def main(argv=None) -> None:
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    scaler_class = getattr(torch.amp, "GradScaler", None) or torch.cuda.amp.GradScaler
+    scaler_class = getattr(getattr(torch, "amp", None), "GradScaler", torch.cuda.amp.GradScaler)
     scaler = scaler_class(enabled=amp == "fp16" and device.type == "cuda")
     step = 0
     if state is not None:
@@ -274,7 +277,8 @@ def main(argv=None) -> None:
             write_loss_log(args.out, pending)
             pending = []
         if args.sample_every and (step % args.sample_every == 0 or step == args.steps):
-            sample_grid(ema, schedule, os.path.join(args.out, "samples", f"step_{step:06d}.png"))
+            sample_grid(ema, schedule, os.path.join(args.out, "samples", f"step_{step:06d}.png"),
+                        min(args.sample_steps, schedule.num_timesteps))
             window_start = time.time()
     progress.close()
     if world > 1:

@@ -27,7 +27,8 @@ def test_labelled_strip_size():
 
 
 def test_figures_command(tmp_path, tiny_checkpoint):
-    main([str(tmp_path / "fig"), "--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu"])
+    main([str(tmp_path / "fig"), "--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu",
+          "--model-chunk", "4"])
     assert sorted(os.listdir(tmp_path / "fig")) == ["grid_mnistm.png", "grid_svhn.png",
                                                     "reverse_process.png"]
     assert Image.open(tmp_path / "fig" / "grid_svhn.png").size == (302, 302)

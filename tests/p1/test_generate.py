@@ -10,7 +10,7 @@ from p1.errors import UserError
 from p1.generate import check_output_folder, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu"]
+FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu", "--model-chunk", "8"]
 
 
 def read_all(out_dir):
@@ -92,13 +92,16 @@ def test_bad_options(tmp_path, tiny_checkpoint):
         main([out, "--ckpt", tiny_checkpoint, "--steps", "21", "--device", "cpu"])
     with pytest.raises(UserError, match="--batch-size"):
         main([out, "--ckpt", tiny_checkpoint, "--batch-size", "0"])
+    with pytest.raises(UserError, match="--model-chunk"):
+        main([out, "--ckpt", tiny_checkpoint, "--model-chunk", "0"])
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         main([str(tmp_path / "file"), "--ckpt", tiny_checkpoint])
 
 
 def test_hw2_1_script_end_to_end(tmp_path, tiny_checkpoint):
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     done = subprocess.run(["bash", os.path.join(REPO, "hw2_1.sh"), str(tmp_path / "out"),
                            "--ckpt", tiny_checkpoint] + FAST, capture_output=True, text=True,
                           env=env, cwd=str(tmp_path))

@@ -33,7 +33,8 @@ def test_train_writes_outputs_and_resumes_exactly(tmp_path, digit_layout):
 
 def test_sample_grid_is_written(tmp_path, digit_layout):
     out = str(tmp_path / "run")
-    main(["--data", digit_layout, "--out", out, "--steps", "1"] + TINY + ["--sample-every", "1"])
+    main(["--data", digit_layout, "--out", out, "--steps", "1"] + TINY + ["--sample-every", "1",
+                                                                    "--sample-steps", "2"])
     assert os.listdir(os.path.join(out, "samples")) == ["step_000001.png"]
 
 

@@ -6,7 +6,7 @@
 Writes into ``--out``: ``checkpoint.pt`` (model, EMA, optimizer, step, RNG; rewritten
 atomically every ``--ckpt-every`` steps, and a re-run with the same ``--out`` resumes from
 it), ``ema.pt`` (EMA weights + config: what ``hw2_1.sh --ckpt`` loads), ``loss.csv``,
-``loss_curve.png`` and ``samples/step_NNNNNN.png`` (rows: digits 0-9 of MNIST-M then SVHN).
+``loss_curve.png`` and ``samples/step_NNNNNN.png`` (row d: digit d, MNIST-M then SVHN).
 
 Batches and noise are drawn from generators seeded by (seed, epoch) and (seed, step, rank),
 so a resumed run continues exactly as an uninterrupted one would.
@@ -74,8 +74,8 @@ def inference_state(ema: torch.nn.Module, model_config: dict, schedule_config: d
 
 def sample_grid(ema: torch.nn.Module, schedule, path: str, steps: int = 20,
                 per_digit: int = 4) -> None:
-    """Rows: digits 0-9 of each dataset in turn; ``per_digit`` seeds per row (DPM-Solver++)."""
-    jobs = [(d, k) for k in range(len(DATASETS)) for d in range(NUM_DIGITS)
+    """Row d: ``per_digit`` MNIST-M then ``per_digit`` SVHN samples of digit d (DPM-Solver++)."""
+    jobs = [(d, k) for d in range(NUM_DIGITS) for k in range(len(DATASETS))
             for _ in range(per_digit)]
     cond = digit_condition([d for d, _ in jobs], [k for _, k in jobs])
     images = sample_images(ema, schedule, cond, list(range(len(jobs))), "dpm++", steps, 2.0,

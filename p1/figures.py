@@ -4,8 +4,9 @@
 
 writes ``grid_mnistm.png`` and ``grid_svhn.png`` (10x10: row d = digit d, column j = the
 j-th noise, the same images as ``hw2_1.sh``'s ``d_001..d_010``) and ``reverse_process.png``
-(the first "0" of each dataset at t = 1000, 800, 600, 400, 200, 0 of ancestral DDPM sampling,
-labelled). Also holds the small PIL line chart used for the training loss curve.
+(the first "0" of each dataset, i.e. the noise of ``0_001.png``, at t = 1000, 800, 600, 400,
+200, 0 of ancestral DDPM sampling by default, labelled). Also holds the small PIL line chart
+used for the training loss curve.
 """
 import argparse
 import math
@@ -149,7 +150,7 @@ def main(argv=None) -> None:
                                                                       model.image_size))
         states[schedule.num_timesteps - 1] = to_uint8(noise[0])
         sample_images(model, schedule, digit_condition([0], [k]), [seed], args.reverse_sampler,
-                      args.steps, args.guidance, 1, args.precision, args.model_chunk,
+                      args.steps, args.guidance, 1, args.precision, model_chunk=2,
                       callback=record)
         rows.append(pick_states(states))
     strip = labelled_strip(rows, [DATASET_TITLES[d] for d in DATASETS],

@@ -67,3 +67,19 @@ def test_ema_update():
     torch.nn.init.constant_(model.weight, 1.0)
     ema_update(ema, model, 0.9)
     assert ema.weight.item() == pytest.approx(0.1)
+
+
+def test_distributed_data_parallel_on_cpu(tmp_path, digit_layout):
+    """torchrun with two CPU processes (gloo): the same command line a GPU machine uses."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=repo)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "p1.train", "--data", digit_layout, "--out", str(tmp_path / "ddp"),
+         "--steps", "2"] + TINY, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 process(es)" in done.stdout
+    assert torch.load(str(tmp_path / "ddp" / "checkpoint.pt"))["step"] == 2

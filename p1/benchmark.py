@@ -5,7 +5,9 @@
     python3 -m p1.benchmark training [--batch-size 64] [--steps 5]
         training images/s of the default model: fp32, and bf16 autocast + channels_last
     python3 -m p1.benchmark quality --ckpt CKPT [--per-class 10] [--specs ddpm dpm++:20 ddim:50]
-        accuracy of the MNIST-M grader LeNet and the SVHN classifier per sampler spec
+                                    [--reference ddim:1000]
+        accuracy of the MNIST-M grader LeNet and the SVHN classifier per sampler spec, and the
+        mean pixel difference to a reference sampler from the same noises
 """
 import argparse
 import time
@@ -119,15 +121,27 @@ def bench_quality(args, device) -> None:
     labels = torch.tensor([d for _, d, _ in jobs])
     print(f"checkpoint step {checkpoint.get('step')}, {args.per_class} images per digit and "
           f"dataset, seed {args.seed}")
-    print("| sampler | model calls | guidance | MNIST-M acc | SVHN acc | s / 1000 images |")
-    print("|---|---|---|---|---|---|")
+    reference = None
+    if args.reference:
+        name, steps, guidance = parse_spec(args.reference)
+        reference = sample_images(model, schedule, cond, seeds, name, steps,
+                                  args.guidance if guidance is None else guidance,
+                                  batch_size=args.batch_size,
+                                  model_chunk=args.model_chunk).float()
+        print(f"reference for |Δ|: {args.reference} (same noises; mean absolute difference "
+              "in 0-255 grey levels)")
+    print("| sampler | model calls | guidance | MNIST-M acc | SVHN acc | s / 1000 images "
+          "| mean abs diff to reference |")
+    print("|---|---|---|---|---|---|---|")
     for spec in args.specs:
         name, steps, guidance = parse_spec(spec)
         guidance = args.guidance if guidance is None else guidance
         start = time.time()
         images = sample_images(model, schedule, cond, seeds, name, steps, guidance,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, model_chunk=args.model_chunk)
         seconds = (time.time() - start) * 1000 / len(jobs)
+        difference = ("-" if reference is None else
+                      f"{(images.float() - reference).abs().mean().item():.2f}")
         x = images.float().to(device) / 127.5 - 1.0
         accuracies = []
         with torch.no_grad():
@@ -137,7 +151,7 @@ def bench_quality(args, device) -> None:
                 accuracies.append((predicted == labels[rows]).float().mean().item())
         calls = schedule.num_timesteps if name == "ddpm" else steps
         print(f"| {name} | {calls} | {guidance} | {accuracies[0]:.3f} | {accuracies[1]:.3f} | "
-              f"{seconds:.0f} |", flush=True)
+              f"{seconds:.0f} | {difference} |", flush=True)
 
 
 def main(argv=None) -> None:
@@ -148,10 +162,15 @@ def main(argv=None) -> None:
     parser.add_argument("--specs", nargs="+", default=["dpm++:20", "ddim:50"],
                         help="NAME[:STEPS[:GUIDANCE]], e.g. ddpm dpm++:20 ddim:50:3")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--reference", default=None,
+                        help="quality: spec whose images the others are compared with, "
+                             "e.g. ddim:1000 (the converged ODE solution)")
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--images", type=int, default=100, help="sampling: images timed")
     parser.add_argument("--per-class", type=int, default=10, help="quality: per digit+dataset")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model-chunk", type=int, default=100,
+                        help="quality: rows per model call (2 x images per batch avoids padding)")
     parser.add_argument("--steps", type=int, default=5, help="training: steps timed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mnistm-classifier", default=None)
@@ -159,8 +178,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = default)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
-    if min(args.images, args.per_class, args.batch_size, args.steps) < 1:
-        raise UserError("--images, --per-class, --batch-size and --steps must be >= 1")
+    if min(args.images, args.per_class, args.batch_size, args.steps, args.model_chunk) < 1:
+        raise UserError("--images, --per-class, --batch-size, --steps and --model-chunk must "
+                        "be >= 1")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = check_device(args.device)

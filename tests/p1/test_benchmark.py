@@ -22,7 +22,9 @@ def test_benchmarks_run(tmp_path, tiny_checkpoint, capsys):
     torch.save({"state_dict": MnistmClassifier().state_dict()}, lenet)
     torch.save({"arch": "p1-svhn-cnn", "state_dict": build_classifier().state_dict()}, svhn)
     main(["quality", "--ckpt", tiny_checkpoint, "--per-class", "1", "--specs", "ddim:2:1",
+          "--reference", "ddim:3",
           "--mnistm-classifier", str(lenet), "--svhn-classifier", str(svhn), "--device", "cpu"])
     output = capsys.readouterr().out
     assert "| dpm++ | 2 | fp32 |" in output and "| ddim | 2 | 1.0 |" in output
+    assert "reference for |Δ|: ddim:3" in output
     assert "bf16 autocast + channels_last" in output

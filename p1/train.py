@@ -105,7 +105,8 @@ def write_loss_log(out_dir: str, rows) -> None:
     with open(path) as handle:
         logged = list(csv.DictReader(handle))
     save_line_chart([int(r["step"]) for r in logged], [float(r["loss"]) for r in logged],
-                    os.path.join(out_dir, "loss_curve.png"), "training loss (MSE on ε)", "step")
+                    os.path.join(out_dir, "loss_curve.png"),
+                    "training loss (MSE on the noise eps), log scale", "step")
 
 
 def setup_distributed(device_arg: str):

@@ -195,7 +195,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier-free guidance scale s (1 = none)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--batch-size", type=int, default=250,
-                        help="images denoised together (memory only: images do not change)")
+                        help="images denoised together (memory only: images do not change); "
+                             "a multiple of model-chunk / 2 wastes no padded rows")
     parser.add_argument("--model-chunk", type=int, default=MODEL_CHUNK,
                         help="rows per model call; outputs are bit-identical between runs "
                              "with the same value")

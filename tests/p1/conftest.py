@@ -1,0 +1,17 @@
+"""Fixtures of the Problem 1 tests; helpers live in p1_fixtures.py."""
+import pytest
+import torch
+from p1_fixtures import save_tiny_checkpoint, write_digit_layout
+
+# Tiny tensors: one thread is faster than several, and much faster on a busy machine.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def digit_layout(tmp_path):
+    return write_digit_layout(tmp_path / "digits")
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    return save_tiny_checkpoint(tmp_path / "tiny.pt")

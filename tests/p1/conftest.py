@@ -1,7 +1,8 @@
-"""Fixtures of the Problem 1 tests; helpers live in p1_fixtures.py."""
+"""Fixtures of the Problem 1 tests; helpers live in fixtures.py."""
 import pytest
 import torch
-from p1_fixtures import save_tiny_checkpoint, write_digit_layout
+
+from tests.p1.fixtures import save_tiny_checkpoint, write_digit_layout
 
 # Tiny tensors: one thread is faster than several, and much faster on a busy machine.
 torch.set_num_threads(1)

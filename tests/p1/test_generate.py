@@ -4,10 +4,10 @@ import sys
 
 import pytest
 import torch
-from p1_fixtures import TINY_MODEL, save_tiny_checkpoint
 
 from p1.errors import UserError
 from p1.generate import check_output_folder, main
+from tests.p1.fixtures import TINY_MODEL, save_tiny_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu", "--model-chunk", "8"]

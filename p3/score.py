@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.nn.functional import normalize
 
 from p3.errors import UserError, run_cli
+from p3.generate import resolve_device
 
 GRADER_CLIP = "openai/clip-vit-base-patch32"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -161,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default, as the grader) or cuda")
     args = parser.parse_args(argv)
     spec = read_input_json(args.json)
-    model, processor = load_clip(args.clip, torch.device(args.device))
+    model, processor = load_clip(args.clip, resolve_device(args.device))
     results = score_outputs(spec, args.src, args.out, model, processor)
     for r in results:
         verdict = "PASS" if r.passed else "FAIL"

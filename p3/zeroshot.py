@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.nn.functional import normalize
 
 from p3.errors import UserError, run_cli
+from p3.generate import resolve_device
 from p3.score import GRADER_CLIP, image_features, image_paths, load_clip, open_rgb, text_features
 
 CELL = 224
@@ -113,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise UserError(f"no images in {args.val_dir}")
     truth = [true_class(path, labels) for path in paths]
     images = [open_rgb(path) for path in paths]
-    model, processor = load_clip(args.clip, torch.device(args.device))
+    model, processor = load_clip(args.clip, resolve_device(args.device))
     ids = sorted(labels)
     best = classify(
         model,

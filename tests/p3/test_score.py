@@ -95,6 +95,12 @@ def test_wrong_image_count_is_an_error(tmp_path, tiny_clip):
         main([*make_case(tmp_path, count=24), f"--clip={tiny_clip}"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_error(tmp_path, tiny_clip):
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        main([*make_case(tmp_path, count=1), f"--clip={tiny_clip}", "--device=cuda"])
+
+
 def test_missing_clip_says_where_to_put_it(tmp_path):
     pytest.importorskip("transformers")
     with pytest.raises(UserError, match="not found locally: download openai/clip-vit-base-patch32"):

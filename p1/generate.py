@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, to_uint8
-from p1.diffusion import SAMPLERS, Schedule, guided, initial_noise, make_schedule, sample
+from p1.diffusion import SAMPLERS, EpsFn, Schedule, guided, initial_noise, make_schedule, sample
 from p1.errors import UserError, run_cli
 from p1.model import build_model
 
@@ -106,11 +106,14 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
                   seeds: Sequence[int], sampler: str = "dpm++", steps: int = 20,
                   guidance: float = 2.0, batch_size: int = 250, precision: str = "fp32",
                   model_chunk: int = MODEL_CHUNK,
-                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None
+                  callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
+                  extra_guidance: Optional[Callable[[EpsFn, torch.Tensor], EpsFn]] = None
                   ) -> torch.Tensor:
     """uint8 images (N, C, H, W) for conditions cond (N, D), one noise seed per image;
     ``batch_size`` images are denoised together (memory), the model always runs on
-    ``model_chunk`` rows. ``callback(first_index, t_next, x)`` sees every batch state."""
+    ``model_chunk`` rows. ``callback(first_index, t_next, x)`` sees every batch state.
+    ``extra_guidance(eps_fn, batch_cond)`` may wrap the classifier-free-guided predictor
+    (e.g. with ``classifier_guided``)."""
     device = next(model.parameters()).device
     channels = model.image_channels
     size = model.image_size
@@ -127,6 +130,8 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
                 return model(x_in, t, c).float()
 
         eps_fn = guided(fixed_shape(model_fn, model_chunk), batch_cond, null_cond, guidance)
+        if extra_guidance is not None:
+            eps_fn = extra_guidance(eps_fn, batch_cond)
         step_callback = None if callback is None else (
             lambda t_next, state, first=start: callback(first, t_next, state))
         x = sample(sampler, eps_fn, x, schedule, steps, generators, callback=step_callback)

@@ -29,9 +29,13 @@ def read_json(path: str):
         raise UserError(f"missing {path}")
     try:
         with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
+    if not text.strip():
+        raise UserError(f"{path} is empty")
+    try:
+        content = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON: {err}") from None
     if not content:

@@ -45,7 +45,8 @@ def test_train_labels_in_file_order(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('[["red cube"], ["pink cube", "red ball"]]', "unknown object name.*'pink cube', 'red ball'"),
-    ("", "not valid JSON"),
+    ("", "is empty"),
+    ("  \n", "is empty"),
     ("[]", "is empty"),
     ('[["red cube"', "not valid JSON"),
     ('{"a": 1}', "expected a list"),

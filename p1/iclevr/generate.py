@@ -1,0 +1,168 @@
+"""Lab 6 results: images, grids, accuracy and the denoising process of an iCLEVR DDPM.
+
+    python3 -m p1.iclevr OUT --ckpt runs/iclevr/ema.pt --evaluator checkpoint.pth
+                         [--tests test.json new_test.json] [--classifier-guidance 0]
+                         [--sampler dpm++] [--steps 50] [--guidance 2.0] [--seed 0]
+
+writes, for each test file NAME.json (default: the lab's test.json and new_test.json)::
+
+    OUT/NAME/0.png ... 31.png     one image per condition set, named by its position
+    OUT/NAME_grid.png             the images, 8 a row (torchvision make_grid)
+    OUT/denoise.png               ["red sphere", "cyan cylinder", "cyan cube"]: noisy -> clean
+    OUT/accuracy.json             the lab's accuracy of each file (all images in one call)
+
+and prints one accuracy line per file. The evaluator is the lab's ResNet18 (``checkpoint.pth``)
+or a stand-in in the same format. ``--classifier-guidance S`` > 0 adds its gradient to the
+classifier-free guidance (``p1.diffusion.classifier_guided``).
+"""
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, List
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid, save_image
+
+from p1.data import to_model_range
+from p1.diffusion import classifier_guided
+from p1.errors import UserError, run_cli
+from p1.generate import (
+    add_sampling_arguments,
+    check_device,
+    load_checkpoint,
+    sample_images,
+    validate_sampling_arguments,
+)
+from p1.iclevr.evaluator import load_evaluator
+from p1.iclevr.labels import (
+    NUM_OBJECTS,
+    OBJECTS_JSON,
+    TEST_JSONS,
+    load_objects,
+    multi_hot,
+    read_condition_sets,
+)
+
+DENOISE_SET = ["red sphere", "cyan cylinder", "cyan cube"]
+DENOISE_FRAMES = 10
+PER_ROW = 8
+DEFAULTS = {"steps": 50, "guidance": 2.0}
+
+
+def sample_seeds(seed: int, file_index: int, count: int) -> List[int]:
+    """One generator seed per image: distinct for every (seed, file, position)."""
+    return [(seed * 1_000_003 + file_index) * 1000 + i for i in range(count)]
+
+
+def denoising_frames(model, schedule, cond: torch.Tensor, seed: int, args,
+                     extra_guidance) -> torch.Tensor:
+    """uint8 (DENOISE_FRAMES, 3, H, W): x_T, evenly chosen intermediate states, the image."""
+    states = []
+
+    def keep(_, t_next, x):
+        states.append(x[0].clone())
+
+    final = sample_images(model, schedule, cond, [seed], args.sampler, args.steps, args.guidance,
+                          1, args.precision, args.model_chunk, callback=keep,
+                          extra_guidance=extra_guidance)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((3, model.image_size, model.image_size), generator=generator)
+    pick = torch.linspace(0, len(states) - 2, DENOISE_FRAMES - 2).round().long().tolist()
+    frames = [noise] + [states[i] for i in pick]
+    uint8 = [((f.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) for f in frames]
+    return torch.stack(uint8 + [final[0]])
+
+
+def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch.Tensor,
+                  accuracy: Dict[str, dict]) -> None:
+    """Write every output into a staging folder, then move each into place."""
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".iclevr-", dir=out_dir)
+    try:
+        names = []
+        for name, images in results.items():
+            os.makedirs(os.path.join(staging, name))
+            for index, image in enumerate(images):
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(
+                    os.path.join(staging, name, f"{index}.png"))
+            save_image(make_grid(images.float() / 255, nrow=PER_ROW),
+                       os.path.join(staging, f"{name}_grid.png"))
+            names += [name, f"{name}_grid.png"]
+        save_image(make_grid(denoise.float() / 255, nrow=len(denoise)),
+                   os.path.join(staging, "denoise.png"))
+        with open(os.path.join(staging, "accuracy.json"), "w") as handle:
+            json.dump(accuracy, handle, indent=2)
+        for name in names + ["denoise.png", "accuracy.json"]:
+            target = os.path.join(out_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(staging, name), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", help="output folder")
+    add_sampling_arguments(parser)
+    parser.set_defaults(ckpt=os.path.join("runs", "iclevr", "ema.pt"), **DEFAULTS)
+    parser.add_argument("--evaluator", default="checkpoint.pth",
+                        help="the lab's evaluator weights (dict with key 'model') or a stand-in")
+    parser.add_argument("--tests", nargs="+", default=[TEST_JSONS["test"], TEST_JSONS["new_test"]],
+                        help="test.json-style files (default: the lab's test and new_test)")
+    parser.add_argument("--objects", default=OBJECTS_JSON, help="objects.json")
+    parser.add_argument("--classifier-guidance", type=float, default=0.0,
+                        help="scale of the evaluator's gradient (0 = off)")
+    args = parser.parse_args(argv)
+    validate_sampling_arguments(args)
+    if args.classifier_guidance < 0:
+        raise UserError("--classifier-guidance must be >= 0")
+    objects = load_objects(args.objects)
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in args.tests]
+    if len(set(stems)) != len(stems):
+        raise UserError(f"two test files share a name: {', '.join(stems)}")
+    label_sets = {stem: read_condition_sets(path, objects) for stem, path in zip(stems, args.tests)}
+    device = check_device(args.device)
+    evaluator = load_evaluator(args.evaluator, device)
+    model, schedule, _ = load_checkpoint(args.ckpt, device)
+    validate_sampling_arguments(args, schedule.num_timesteps)
+    if model.cond_dim != NUM_OBJECTS:
+        raise UserError(f"{args.ckpt} is not an iCLEVR model (condition size {model.cond_dim}, "
+                        f"expected {NUM_OBJECTS})")
+
+    extra_guidance = None
+    if args.classifier_guidance > 0:
+        def extra_guidance(eps_fn, cond):
+            return classifier_guided(eps_fn, schedule, evaluator.guidance_gradient(cond),
+                                     args.classifier_guidance)
+
+    results, accuracy = {}, {}
+    for file_index, (stem, sets) in enumerate(label_sets.items()):
+        start = time.time()
+        cond = multi_hot(sets, objects)
+        images = sample_images(model, schedule, cond, sample_seeds(args.seed, file_index,
+                                                                   len(sets)),
+                               args.sampler, args.steps, args.guidance, args.batch_size,
+                               args.precision, args.model_chunk, extra_guidance=extra_guidance)
+        score = evaluator.eval(to_model_range(images).to(device), cond.to(device))
+        results[stem] = images
+        accuracy[stem] = {"accuracy": score, "images": len(sets),
+                          "labels": int(cond.sum().item()), "seconds": time.time() - start}
+        print(f"{stem}: accuracy {score:.4f} ({len(sets)} images, "
+              f"{accuracy[stem]['seconds']:.1f} s)")
+    denoise = denoising_frames(model, schedule, multi_hot([DENOISE_SET], objects),
+                               sample_seeds(args.seed, len(label_sets), 1)[0], args,
+                               extra_guidance)
+    settings = {key: getattr(args, key) for key in ("sampler", "steps", "guidance",
+                                                   "classifier_guidance", "seed", "ckpt",
+                                                   "evaluator")}
+    write_results(args.out_dir, results, denoise, dict(accuracy, settings=settings))
+    print(f"wrote {', '.join(results)}, grids, denoise.png and accuracy.json to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

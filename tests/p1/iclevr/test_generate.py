@@ -1,0 +1,83 @@
+import json
+import os
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from p1.errors import run_cli
+from p1.iclevr.evaluator import build_resnet18_evaluator, save_lab_checkpoint
+from p1.iclevr.generate import DENOISE_FRAMES, main, sample_seeds
+from tests.p1.fixtures import save_tiny_checkpoint
+
+ICLEVR_MODEL = {"image_size": 64, "cond_dim": 24, "patch_size": 2, "channel_mults": (1, 2),
+                "attention_levels": (1,)}
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A tiny iCLEVR checkpoint, a random evaluator in the lab's format, a 3-set test file."""
+    ckpt = str(tmp_path / "ema.pt")
+    save_tiny_checkpoint(ckpt, **ICLEVR_MODEL)
+    torch.manual_seed(0)
+    evaluator = str(tmp_path / "checkpoint.pth")
+    save_lab_checkpoint(build_resnet18_evaluator(), evaluator)
+    tests = tmp_path / "mini.json"
+    tests.write_text(json.dumps([["red cube"], ["red sphere", "cyan cube"],
+                                 ["gray cylinder", "blue cube", "green sphere"]]))
+    return {"ckpt": ckpt, "evaluator": evaluator, "tests": str(tests)}
+
+
+def run(lab, out, *extra):
+    main([str(out), "--ckpt", lab["ckpt"], "--evaluator", lab["evaluator"], "--tests",
+          lab["tests"], "--steps", "2", "--device", "cpu"] + list(extra))
+
+
+def test_writes_images_grid_denoising_and_accuracy(tmp_path, lab, capsys):
+    out = tmp_path / "out"
+    run(lab, out)
+    assert sorted(os.listdir(out)) == ["accuracy.json", "denoise.png", "mini", "mini_grid.png"]
+    assert sorted(os.listdir(out / "mini")) == ["0.png", "1.png", "2.png"]
+    assert Image.open(out / "mini" / "0.png").size == (64, 64)
+    width, height = Image.open(out / "denoise.png").size
+    assert height == 64 + 4 and width == DENOISE_FRAMES * 66 + 2
+    report = json.loads((out / "accuracy.json").read_text())
+    assert report["mini"]["labels"] == 6 and report["mini"]["images"] == 3
+    assert 0.0 <= report["mini"]["accuracy"] <= 1.0
+    assert report["settings"]["classifier_guidance"] == 0.0
+    assert "mini: accuracy" in capsys.readouterr().out
+
+
+def test_same_seed_same_bytes_and_classifier_guidance_changes_images(tmp_path, lab):
+    run(lab, tmp_path / "a")
+    run(lab, tmp_path / "b")
+    run(lab, tmp_path / "c", "--classifier-guidance", "50")
+    a, b, c = ((tmp_path / name / "mini" / "1.png").read_bytes() for name in "abc")
+    assert a == b and a != c
+    assert len(set(sample_seeds(0, 0, 32) + sample_seeds(0, 1, 32) + sample_seeds(1, 0, 32))) == 96
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("unknown", "unknown object name.*'pink cube'"),
+    ("empty", "is empty"),
+    ("evaluator", "not an evaluator checkpoint"),
+    ("digits", "not an iCLEVR model"),
+])
+def test_bad_inputs_one_line_and_nothing_written(tmp_path, lab, capsys, problem, message):
+    if problem == "unknown":
+        (tmp_path / "mini.json").write_text('[["pink cube"]]')
+    elif problem == "empty":
+        (tmp_path / "mini.json").write_text("")
+    elif problem == "evaluator":
+        torch.save({"state_dict": {}}, lab["evaluator"])
+    else:
+        save_tiny_checkpoint(lab["ckpt"])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda argv: run(lab, out))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert re.search(message, error)
+    assert not out.exists() or os.listdir(out) == []

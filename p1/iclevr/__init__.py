@@ -1,0 +1,1 @@
+"""NYCU DL Lab 6: multi-label conditional DDPM on iCLEVR."""

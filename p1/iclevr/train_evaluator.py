@@ -2,7 +2,7 @@
 
     python3 -m p1.iclevr.train_evaluator --data iclevr_data
         --out runs/iclevr_evaluator/checkpoint.pth [--epochs 4] [--batch-size 64] [--lr 1e-3]
-        [--held-out 0.1] [--seed 0] [--threads 1] [--device cpu]
+        [--held-out 0.1] [--seed 0] [--threads 1] [--device cpu] [--bf16]
 
 The lab's network (ResNet18, head Linear(512, 24) + Sigmoid) trained from scratch on the
 images of DATA/train.json (rendered by the stand-in renderer, or the real ones), inputs in
@@ -73,8 +73,12 @@ def split(n: int, held_out: float, generator: torch.Generator
 def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
                     batch_size: int = 64, lr: float = 1e-3, held_out: float = 0.1,
                     seed: int = 0, device: Union[str, torch.device] = "cpu",
-                    log: Callable[[str], None] = print) -> Tuple[nn.Module, Dict]:
+                    bf16: bool = False, log: Callable[[str], None] = print
+                    ) -> Tuple[nn.Module, Dict]:
     """Train the lab's ResNet18 on uint8 images (N, 3, 64, 64) with multi-hot labels (N, 24).
+
+    ``bf16`` runs the training forward passes under bfloat16 autocast (weights stay float32;
+    about 2.7x faster on a CPU with AVX512-BF16 under torch 2, much slower under torch 1.11).
 
     Returns (network on the CPU, report): the report holds the held-out accuracy (the lab's
     micro accuracy), the split sizes, the per-epoch history, seconds and images/s.
@@ -100,8 +104,9 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
         for i in range(steps_per_epoch):
             batch = shuffled[i * batch_size:(i + 1) * batch_size]
             x = augment(to_model_range(images[batch]), generator).to(device)
-            loss = F.binary_cross_entropy_with_logits(resnet18_logits(network, x),
-                                                      labels[batch].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = resnet18_logits(network, x)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels[batch].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -118,7 +123,7 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
               "held_out_hits": history[-1]["held_out_hits"], "held_out_labels": total,
               "train_images": len(train_idx), "held_out_images": len(held_idx),
               "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "device": str(device), "seconds": seconds,
+              "device": str(device), "bf16": bf16, "seconds": seconds,
               "images_per_second": epochs * len(train_idx) / seconds, "history": history}
     return network.cpu().eval(), report
 
@@ -136,6 +141,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = default)")
     parser.add_argument("--device", default=default_device())
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast for training (fast on torch 2 with AVX512-BF16 "
+                             "or a recent GPU)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch-size must be >= 1")
@@ -154,7 +162,7 @@ def main(argv=None) -> None:
 
     images, labels = load_iclevr(args.data)
     network, report = train_evaluator(images, labels, args.epochs, args.batch_size, args.lr,
-                                      args.held_out, args.seed, device)
+                                      args.held_out, args.seed, device, args.bf16)
     report["data"] = args.data
     save_lab_checkpoint(network, args.out)
     temporary = args.out + ".json.tmp"

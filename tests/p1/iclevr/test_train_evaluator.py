@@ -82,3 +82,12 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2,
+                    reason="bfloat16 CPU autocast takes seconds per step on torch 1.x")
+def test_bf16_training_runs():
+    images, labels = tiny_set(16)
+    _, report = train_evaluator(images[..., :32, :32], labels, epochs=1, batch_size=4,
+                                held_out=0.25, bf16=True, log=lambda line: None)
+    assert report["bf16"] and report["history"][0]["train_loss"] > 0

@@ -94,7 +94,8 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
     labels = labels.float()
     network = build_resnet18_evaluator().to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+    # the last incomplete batch is dropped: a batch of one breaks BatchNorm on small inputs
+    steps_per_epoch = max(1, len(train_idx) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     history = []
     start = time.time()
@@ -103,7 +104,7 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
         epoch_start = time.time()
         network.train()
         shuffled = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        loss_sum = 0.0
+        loss_sum, seen = 0.0, 0
         for i in range(steps_per_epoch):
             batch = shuffled[i * batch_size:(i + 1) * batch_size]
             x = augment(to_model_range(images[batch]), generator).to(device)
@@ -114,10 +115,10 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * len(batch)
+            loss_sum, seen = loss_sum + loss.item() * len(batch), seen + len(batch)
         train_seconds += time.time() - epoch_start
         hits, total = held_out_hits(network, images[held_idx], labels[held_idx], device)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(train_idx),
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
                         "held_out_accuracy": hits / total, "held_out_hits": hits,
                         "seconds": time.time() - start})
         log(f"epoch {epoch + 1}/{epochs}: train loss {history[-1]['train_loss']:.4f}, held-out "
@@ -129,7 +130,7 @@ def train_evaluator(images: torch.Tensor, labels: torch.Tensor, epochs: int = 4,
               "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
               "device": str(device), "bf16": bf16, "seconds": seconds,
               "train_seconds": train_seconds,
-              "images_per_second": epochs * len(train_idx) / train_seconds, "history": history}
+              "images_per_second": epochs * seen / train_seconds, "history": history}
     return network.cpu().eval(), report
 
 

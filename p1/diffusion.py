@@ -38,12 +38,25 @@ def linear_schedule(num_timesteps: int = 1000, beta_start: float = 1e-4,
     return Schedule(torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64))
 
 
+def cosine_schedule(num_timesteps: int = 1000, offset: float = 0.008,
+                    max_beta: float = 0.999) -> Schedule:
+    """The cosine schedule of Nichol & Dhariwal (2021, eq. 17): ᾱ(τ) = f(τ) / f(0) with
+    f(τ) = cos²((τ + s) / (1 + s) · π/2), τ = t/T, and β_t = 1 − ᾱ_t / ᾱ_{t−1} clipped."""
+    tau = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    f = torch.cos((tau + offset) / (1 + offset) * torch.pi / 2) ** 2
+    return Schedule((1 - f[1:] / f[:-1]).clamp(max=max_beta))
+
+
 def make_schedule(config: dict) -> Schedule:
-    """Schedule from its config dict, e.g. ``{"kind": "linear", "num_timesteps": 1000}``."""
-    if config.get("kind", "linear") != "linear":
-        raise ValueError(f"unknown schedule kind {config.get('kind')!r}")
-    return linear_schedule(config.get("num_timesteps", 1000), config.get("beta_start", 1e-4),
-                           config.get("beta_end", 0.02))
+    """Schedule from its config dict, e.g. ``{"kind": "linear", "num_timesteps": 1000}``
+    or ``{"kind": "cosine", "num_timesteps": 1000}``."""
+    kind = config.get("kind", "linear")
+    if kind == "linear":
+        return linear_schedule(config.get("num_timesteps", 1000),
+                               config.get("beta_start", 1e-4), config.get("beta_end", 0.02))
+    if kind == "cosine":
+        return cosine_schedule(config.get("num_timesteps", 1000))
+    raise ValueError(f"unknown schedule kind {kind!r}")
 
 
 def _gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -91,6 +104,25 @@ def guided(model, cond: torch.Tensor, null_cond: torch.Tensor, scale: float) -> 
         return eps_u + scale * (eps_c - eps_u)
 
     return eps_fn
+
+
+def classifier_guided(eps_fn: EpsFn, schedule: Schedule,
+                      grad_log_prob: Callable[[torch.Tensor], torch.Tensor],
+                      scale: float) -> EpsFn:
+    """Classifier guidance (Dhariwal & Nichol 2021, Alg. 2): ε̂ = ε − s · sqrt(1 − ᾱ_t) · g.
+
+    The classifier was trained on clean images, so it judges the clean-image estimate
+    x̂0 = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t) and g = ∇_{x̂0} log p(y | x̂0) from
+    ``grad_log_prob(x̂0)`` (B, C, H, W) -> (B, C, H, W). (The exact ∇_{x_t} would carry a
+    further 1/sqrt(ᾱ_t), which explodes at the noisy end; it is left out, as in universal
+    guidance, Bansal et al. 2023.) Composes with any ``eps_fn``, e.g. a ``guided`` one."""
+    def eps_guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = eps_fn(x, t)
+        a = _gather(schedule.alphas_cumprod, t, x)
+        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        return eps - scale * (1 - a).sqrt() * grad_log_prob(x0).to(eps.dtype)
+
+    return eps_guided
 
 
 def spaced_timesteps(num_timesteps: int, steps: int) -> List[int]:

@@ -112,7 +112,7 @@ def sample_images(model: torch.nn.Module, schedule: Schedule, cond: torch.Tensor
     ``batch_size`` images are denoised together (memory), the model always runs on
     ``model_chunk`` rows. ``callback(first_index, t_next, x)`` sees every batch state."""
     device = next(model.parameters()).device
-    channels = model.stem.in_channels
+    channels = model.image_channels
     size = model.image_size
     null_cond = torch.zeros(cond.shape[1], device=device)
     images = []

@@ -10,6 +10,10 @@ dataset (see ``p1.data.digit_condition``); for multi-label data it can be a mult
 The all-zeros vector is the "no condition" input used for classifier-free guidance. The vector
 goes through a small MLP and is added to the time embedding, which every residual block reads
 (scale and shift after its second GroupNorm).
+
+``patch_size`` p > 1 folds each p x p pixel patch into channels before the first convolution
+(pixel unshuffle) and unfolds the output: the network runs at 1/p of the image side, e.g. at
+32x32 for the 64x64 iCLEVR images, at about a quarter of the cost.
 """
 import math
 from typing import Dict, Sequence
@@ -27,6 +31,7 @@ DEFAULT_CONFIG = {
     "blocks_per_level": 1,
     "attention_levels": (2,),
     "dropout": 0.1,
+    "patch_size": 1,
 }
 
 
@@ -97,12 +102,16 @@ class ConditionalUNet(nn.Module):
         blocks_per_level: int = 1,
         attention_levels: Sequence[int] = (2,),
         dropout: float = 0.1,
+        patch_size: int = 1,
     ):
         super().__init__()
-        if image_size % 2 ** (len(channel_mults) - 1):
-            raise ValueError(f"image_size {image_size} is not divisible by "
-                             f"2^{len(channel_mults) - 1} (one halving per extra level)")
+        if image_size % (patch_size * 2 ** (len(channel_mults) - 1)):
+            raise ValueError(f"image_size {image_size} is not divisible by patch_size "
+                             f"{patch_size} x 2^{len(channel_mults) - 1} (one halving per "
+                             "extra level)")
         self.image_size = image_size
+        self.image_channels = image_channels
+        self.patch_size = patch_size
         self.cond_dim = cond_dim
         self.base_channels = base_channels
         emb_dim = 4 * base_channels
@@ -112,7 +121,7 @@ class ConditionalUNet(nn.Module):
         self.cond_mlp = nn.Sequential(
             nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
-        self.stem = nn.Conv2d(image_channels, base_channels, 3, padding=1)
+        self.stem = nn.Conv2d(image_channels * patch_size ** 2, base_channels, 3, padding=1)
 
         self.down = nn.ModuleList()
         skip_channels = [base_channels]
@@ -145,7 +154,8 @@ class ConditionalUNet(nn.Module):
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                              nn.Conv2d(channels, channels, 3, padding=1)))
         self.head = nn.Sequential(_norm(channels), nn.SiLU(),
-                                  nn.Conv2d(channels, image_channels, 3, padding=1))
+                                  nn.Conv2d(channels, image_channels * patch_size ** 2, 3,
+                                            padding=1))
 
     @staticmethod
     def _block(in_ch: int, out_ch: int, emb_dim: int, dropout: float, attention: bool):
@@ -164,6 +174,8 @@ class ConditionalUNet(nn.Module):
         """x: (B, C, H, W) noisy; t: (B,) timesteps; cond: (B, cond_dim). -> ε (B, C, H, W)."""
         emb = self.time_mlp(timestep_embedding(t, self.base_channels))
         emb = emb + self.cond_mlp(cond.to(emb.dtype))
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
         h = self.stem(x)
         skips = [h]
         for block in self.down:
@@ -175,7 +187,8 @@ class ConditionalUNet(nn.Module):
                 h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb)
             else:
                 h = block(h)
-        return self.head(h)
+        out = self.head(h)
+        return F.pixel_shuffle(out, self.patch_size) if self.patch_size > 1 else out
 
 
 def build_model(config: Dict) -> ConditionalUNet:

@@ -1,12 +1,14 @@
-"""Train the conditional digit DDPM (one model for MNIST-M and SVHN).
+"""Train a conditional DDPM: the digits (one model for MNIST-M and SVHN) or iCLEVR (Lab 6).
 
     python3 -m p1.train --data hw2_data/digits --out runs/p1 [--steps 30000] [--batch-size 128]
+    python3 -m p1.train --dataset iclevr --data iclevr_data --out runs/iclevr
     torchrun --nproc_per_node 4 -m p1.train ...      # DistributedDataParallel, one process a GPU
 
 Writes into ``--out``: ``checkpoint.pt`` (model, EMA, optimizer, step, RNG; rewritten
 atomically every ``--ckpt-every`` steps, and a re-run with the same ``--out`` resumes from
 it), ``ema.pt`` (EMA weights + config: what ``hw2_1.sh --ckpt`` loads), ``loss.csv``,
-``loss_curve.png`` and ``samples/step_NNNNNN.png`` (row d: digit d, MNIST-M then SVHN).
+``loss_curve.png`` and ``samples/step_NNNNNN.png`` (digits: row d is digit d, MNIST-M then
+SVHN; iCLEVR: the 32 sets of test.json, 8 a row).
 
 Batches and noise are drawn from generators seeded by (seed, epoch) and (seed, step, rank),
 so a resumed run continues exactly as an uninterrupted one would.
@@ -18,6 +20,8 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -25,11 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, load_digits, to_model_range
+from p1.data import DATASETS, NUM_DIGITS, digit_condition, load_digits, to_model_range
 from p1.diffusion import drop_condition, make_schedule, training_loss
 from p1.errors import UserError, run_cli
 from p1.figures import save_line_chart
 from p1.generate import check_device, default_device, sample_images
+from p1.iclevr.data import load_iclevr
+from p1.iclevr.labels import TEST_JSONS, load_objects, multi_hot, read_condition_sets
 from p1.model import build_model, count_parameters
 
 
@@ -67,20 +73,56 @@ def atomic_save(obj, path: str) -> None:
 
 
 def inference_state(ema: torch.nn.Module, model_config: dict, schedule_config: dict,
-                    step: int) -> dict:
+                    step: int, cond_layout: str) -> dict:
     return {"ema": ema.state_dict(), "model_config": model_config,
-            "schedule_config": schedule_config, "step": step, "cond_layout": "digit10+dataset2"}
+            "schedule_config": schedule_config, "step": step, "cond_layout": cond_layout}
 
 
-def sample_grid(ema: torch.nn.Module, schedule, path: str, steps: int = 20,
-                per_digit: int = 4) -> None:
-    """Row d: ``per_digit`` MNIST-M then ``per_digit`` SVHN samples of digit d (DPM-Solver++)."""
+def digit_grid_conditions(per_digit: int = 4):
+    """(conditions (80, 12), images per row): row d holds ``per_digit`` MNIST-M then
+    ``per_digit`` SVHN samples of digit d."""
     jobs = [(d, k) for d in range(NUM_DIGITS) for k in range(len(DATASETS))
             for _ in range(per_digit)]
-    cond = digit_condition([d for d, _ in jobs], [k for _, k in jobs])
-    images = sample_images(ema, schedule, cond, list(range(len(jobs))), "dpm++", steps, 2.0,
-                           batch_size=len(jobs))
-    save_image(images.float() / 255.0, path, nrow=per_digit * 2, padding=1)
+    return digit_condition([d for d, _ in jobs], [k for _, k in jobs]), per_digit * 2
+
+
+def iclevr_grid_conditions():
+    """(conditions (32, 24) of test.json, images per row 8)."""
+    objects = load_objects()
+    return multi_hot(read_condition_sets(TEST_JSONS["test"], objects), objects), 8
+
+
+@dataclass
+class TrainingSet:
+    """What differs between the datasets: images uint8 (N, 3, H, W), conditions (N, D), the
+    model and schedule defaults, and the conditions of the sample grids."""
+    images: torch.Tensor
+    conds: torch.Tensor
+    model_config: dict
+    schedule_config: dict
+    cond_layout: str
+    grid_conditions: Callable
+
+
+def load_training_set(args) -> TrainingSet:
+    if args.dataset == "iclevr":
+        images, conds = load_iclevr(args.data, limit=args.limit)
+        config = {"image_size": 64, "patch_size": 2, "channel_mults": (1, 2, 4)}
+        return TrainingSet(images, conds, config, {"kind": "cosine"}, "iclevr24",
+                           iclevr_grid_conditions)
+    images, conds = load_digits(args.data, limit=args.limit)
+    config = {"image_size": 28, "patch_size": 1, "channel_mults": (1, 2, 2)}
+    return TrainingSet(images, conds, config, {"kind": "linear"}, "digit10+dataset2",
+                       digit_grid_conditions)
+
+
+def sample_grid(ema: torch.nn.Module, schedule, path: str, grid_conditions: Callable,
+                steps: int = 20) -> None:
+    """The grid's conditions sampled with DPM-Solver++ and guidance 2, one seed each."""
+    cond, per_row = grid_conditions()
+    images = sample_images(ema, schedule, cond, list(range(len(cond))), "dpm++", steps, 2.0,
+                           batch_size=len(cond))
+    save_image(images.float() / 255.0, path, nrow=per_row, padding=1)
 
 
 def truncate_loss_log(out_dir: str, step: int) -> None:
@@ -133,8 +175,10 @@ def autocast_for(device: torch.device, amp: str):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="hw2_data/digits",
-                        help="folder with mnistm/ and svhn/ (train.csv + data/)")
+    parser.add_argument("--dataset", choices=("digits", "iclevr"), default="digits",
+                        help="digits: hw2_data/digits layout; iclevr: train.json + iclevr/")
+    parser.add_argument("--data", default=None,
+                        help="data folder (default hw2_data/digits or iclevr_data)")
     parser.add_argument("--out", default="runs/p1", help="run folder (resumed if it exists)")
     parser.add_argument("--steps", type=int, default=30000, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch size")
@@ -144,11 +188,17 @@ def parse_args(argv=None):
     parser.add_argument("--cond-drop", type=float, default=0.1,
                         help="probability of training a sample without its condition (CFG)")
     parser.add_argument("--base-channels", type=int, default=32)
-    parser.add_argument("--channel-mults", type=int, nargs="+", default=[1, 2, 2])
+    parser.add_argument("--channel-mults", type=int, nargs="+", default=None,
+                        help="channel multiplier per level (default: 1 2 2 digits, "
+                             "1 2 4 iCLEVR)")
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help="pixels folded into channels (default: 1 digits, 2 iCLEVR)")
     parser.add_argument("--blocks-per-level", type=int, default=1)
     parser.add_argument("--attention-levels", type=int, nargs="*", default=[2])
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--timesteps", type=int, default=1000)
+    parser.add_argument("--schedule", choices=("linear", "cosine"), default=None,
+                        help="noise schedule (default: linear digits, cosine iCLEVR)")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N images of each dataset (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -165,6 +215,8 @@ def parse_args(argv=None):
                         help="CPU threads for torch (0 = its default; 1 is faster on a busy CPU)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data = "iclevr_data" if args.dataset == "iclevr" else "hw2_data/digits"
     for name in ("steps", "batch_size", "log_every", "ckpt_every", "timesteps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
@@ -183,12 +235,18 @@ def main(argv=None) -> None:
     amp = args.amp if args.amp != "auto" else ("fp16" if device.type == "cuda" else "off")
     checkpoint_path = os.path.join(args.out, "checkpoint.pt")
 
-    model_config = {"image_size": 28, "image_channels": 3, "cond_dim": COND_DIM,
-                    "base_channels": args.base_channels,
-                    "channel_mults": tuple(args.channel_mults),
-                    "blocks_per_level": args.blocks_per_level,
-                    "attention_levels": tuple(args.attention_levels), "dropout": args.dropout}
-    schedule_config = {"kind": "linear", "num_timesteps": args.timesteps}
+    data = load_training_set(args)
+    model_config = dict(data.model_config, image_channels=3, cond_dim=data.conds.shape[1],
+                        base_channels=args.base_channels,
+                        blocks_per_level=args.blocks_per_level,
+                        attention_levels=tuple(args.attention_levels), dropout=args.dropout)
+    if args.channel_mults is not None:
+        model_config["channel_mults"] = tuple(args.channel_mults)
+    if args.patch_size is not None:
+        model_config["patch_size"] = args.patch_size
+    schedule_config = dict(data.schedule_config, num_timesteps=args.timesteps)
+    if args.schedule is not None:
+        schedule_config["kind"] = args.schedule
     state = None
     if os.path.exists(checkpoint_path):
         try:
@@ -197,11 +255,13 @@ def main(argv=None) -> None:
         except Exception as err:
             raise UserError(f"cannot resume from {checkpoint_path}: {err}") from None
 
-    images, conds = load_digits(args.data, limit=args.limit)
-    x_all = to_model_range(images)
+    x_all, conds = to_model_range(data.images), data.conds
     schedule = make_schedule(schedule_config)
     torch.manual_seed(args.seed)
-    model = build_model(model_config).to(device)
+    try:
+        model = build_model(model_config).to(device)
+    except ValueError as err:
+        raise UserError(f"bad model settings: {err}") from None
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -238,8 +298,8 @@ def main(argv=None) -> None:
                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                      "step": current_step, "rng": rng, "model_config": model_config,
                      "schedule_config": schedule_config, "args": vars(args)}, checkpoint_path)
-        atomic_save(inference_state(ema, model_config, schedule_config, current_step),
-                    os.path.join(args.out, "ema.pt"))
+        atomic_save(inference_state(ema, model_config, schedule_config, current_step,
+                                    data.cond_layout), os.path.join(args.out, "ema.pt"))
 
     progress = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     pending, window_loss, window_start = [], [], time.time()
@@ -279,7 +339,7 @@ def main(argv=None) -> None:
             pending = []
         if args.sample_every and (step % args.sample_every == 0 or step == args.steps):
             sample_grid(ema, schedule, os.path.join(args.out, "samples", f"step_{step:06d}.png"),
-                        min(args.sample_steps, schedule.num_timesteps))
+                        data.grid_conditions, min(args.sample_steps, schedule.num_timesteps))
             window_start = time.time()
     progress.close()
     if world > 1:

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from p1.diffusion import (
+    classifier_guided,
+    cosine_schedule,
     ddim_sample,
     ddpm_sample,
     dpm_solver_pp_sample,
@@ -39,7 +41,17 @@ def test_linear_schedule_matches_homework_beta_scheduler():
     assert torch.equal(schedule.alphas_cumprod, expected)
     assert make_schedule({"num_timesteps": 50}).num_timesteps == 50
     with pytest.raises(ValueError):
-        make_schedule({"kind": "cosine"})
+        make_schedule({"kind": "sigmoid"})
+
+
+def test_cosine_schedule_matches_diffusers_squaredcos_cap_v2():
+    diffusers = pytest.importorskip("diffusers")
+    oracle = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    schedule = make_schedule({"kind": "cosine", "num_timesteps": 1000})
+    assert schedule.num_timesteps == 1000
+    assert torch.allclose(schedule.betas.float(), oracle.betas, rtol=1e-4, atol=1e-7)
+    assert torch.equal(schedule.betas, cosine_schedule(1000).betas)
+    assert bool((schedule.alphas_cumprod[1:] < schedule.alphas_cumprod[:-1]).all())
 
 
 def test_q_sample_formula():
@@ -144,6 +156,39 @@ def test_guided_combines_conditional_and_unconditional():
     assert torch.equal(guided(model, cond, null, 1.0)(x, t), torch.full((2, 1, 1, 1), 4.0))
     assert torch.equal(guided(model, cond, null, 0.0)(x, t), torch.zeros(2, 1, 1, 1))
     assert torch.equal(guided(model, cond, null, 3.0)(x, t), torch.full((2, 1, 1, 1), 12.0))
+
+
+def test_classifier_guided_shifts_eps_by_the_scaled_gradient():
+    schedule = linear_schedule(10)
+    x, t = torch.zeros(2, 1, 2, 2), torch.tensor([0, 9])
+    seen = []
+
+    def grad_log_prob(x0):
+        seen.append(x0)
+        return torch.ones_like(x0)
+
+    eps = classifier_guided(lambda x, t: torch.full_like(x, 0.5), schedule, grad_log_prob, 2.0)
+    out = eps(x, t)
+    for i, step in enumerate([0, 9]):
+        a = schedule.alphas_cumprod[step].item()
+        assert torch.allclose(out[i], torch.full((1, 2, 2), 0.5 - 2.0 * (1 - a) ** 0.5), atol=1e-6)
+        expected_x0 = max(-1.0, -(1 - a) ** 0.5 * 0.5 / a ** 0.5)
+        assert torch.allclose(seen[0][i], torch.full((1, 2, 2), expected_x0), atol=1e-6)
+
+
+def test_classifier_guidance_pulls_samples_towards_the_classifier():
+    schedule = linear_schedule(100)
+
+    def standard_normal_eps(x, t):  # exact ε when the data are N(0, I): x_t ~ N(0, I) too
+        return (1 - schedule.alphas_cumprod[t].float()).sqrt().reshape(-1, 1, 1, 1) * x
+
+    target = torch.full((64, 1, 2, 2), 0.5)
+    x = initial_noise(generators(64), (1, 2, 2))
+    plain = sample("ddim", standard_normal_eps, x, schedule, 20, generators(64))
+    pulled = sample("ddim", classifier_guided(standard_normal_eps, schedule,
+                                              lambda x0: target - x0, 1.0),
+                    x, schedule, 20, generators(64))
+    assert (pulled - target).abs().mean() < 0.7 * (plain - target).abs().mean()
 
 
 def test_drop_condition_rate_and_rows():

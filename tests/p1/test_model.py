@@ -21,6 +21,17 @@ def test_generic_multi_hot_condition_at_64px():
     assert out.shape == (2, 3, 64, 64)
 
 
+def test_patch_size_folds_pixels_into_channels():
+    model = ConditionalUNet(image_size=64, cond_dim=24, base_channels=8, channel_mults=(1, 2, 4),
+                            attention_levels=(2,), patch_size=2)
+    assert model.stem.in_channels == 12 and model.image_channels == 3
+    out = model(torch.randn(2, 3, 64, 64), torch.tensor([3, 4]), torch.zeros(2, 24))
+    assert out.shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="patch_size"):
+        ConditionalUNet(image_size=64, channel_mults=(1, 2), patch_size=3)
+    assert build_model({}).patch_size == 1  # checkpoints without the key stay valid
+
+
 def test_condition_changes_output():
     torch.manual_seed(0)
     model = build_model({"base_channels": 8, "dropout": 0.0}).eval()

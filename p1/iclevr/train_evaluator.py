@@ -26,6 +26,7 @@ from torch import nn
 from p1.data import to_model_range
 from p1.errors import UserError, run_cli
 from p1.generate import check_device, default_device
+from p1.iclevr.data import load_iclevr
 from p1.iclevr.evaluator import (
     NUM_CLASSES,
     build_resnet18_evaluator,
@@ -164,8 +165,6 @@ def main(argv=None) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = check_device(args.device)
-    from p1.iclevr.data import load_iclevr
-
     images, labels = load_iclevr(args.data)
     network, report = train_evaluator(images, labels, args.epochs, args.batch_size, args.lr,
                                       args.held_out, args.seed, device, args.bf16)

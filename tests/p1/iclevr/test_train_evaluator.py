@@ -91,3 +91,27 @@ def test_bf16_training_runs():
     _, report = train_evaluator(images[..., :32, :32], labels, epochs=1, batch_size=4,
                                 held_out=0.25, bf16=True, log=lambda line: None)
     assert report["bf16"] and report["history"][0]["train_loss"] > 0
+
+
+def test_cli_writes_checkpoint_and_report_and_continues_from_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    from p1.iclevr import train_evaluator as module
+    from p1.iclevr.evaluator import load_evaluator
+
+    images, labels = tiny_set(20)
+    monkeypatch.setattr(module, "load_iclevr", lambda root: (images[..., :32, :32], labels))
+    out = tmp_path / "run" / "checkpoint.pth"
+    argv = ["--data", str(tmp_path), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+            "--held-out", "0.2", "--device", "cpu"]
+    main(argv)
+    report = json.loads((tmp_path / "run" / "checkpoint.pth.json").read_text())
+    assert report["train_images"] == 16 and report["held_out_images"] == 4
+    assert report["init"] is None and "wrote" in capsys.readouterr().out
+    first = load_evaluator(str(out), "cpu").resnet18.state_dict()
+    again = tmp_path / "again.pth"
+    main(argv[:2] + ["--out", str(again), "--init", str(out), "--lr", "1e-12"] + argv[4:])
+    continued = load_evaluator(str(again), "cpu").resnet18.state_dict()
+    assert torch.allclose(continued["fc.0.weight"], first["fc.0.weight"], atol=1e-6)
+    with pytest.raises(UserError, match="no evaluator checkpoint"):
+        main(argv + ["--init", str(tmp_path / "absent.pth")])

@@ -158,7 +158,8 @@ def main(argv=None) -> None:
                         help="bfloat16 autocast for training (fast on torch 2 with AVX512-BF16 "
                              "or a recent GPU)")
     parser.add_argument("--init", help="lab-format checkpoint to continue from (a further "
-                                       "cosine cycle) instead of random weights")
+                                       "cosine cycle); keep its --seed and --held-out so the "
+                                       "held-out images stay unseen")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         raise UserError("--epochs and --batch-size must be >= 1")

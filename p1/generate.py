@@ -179,13 +179,18 @@ def write_outputs(out_dir: str, images: torch.Tensor, jobs: Sequence[Tuple[str, 
         for image, (dataset, digit, number) in zip(images, jobs):
             path = os.path.join(staging, dataset, f"{digit}_{number:03d}.png")
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
-        for dataset in DATASETS:
-            target = os.path.join(out_dir, dataset)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(staging, dataset), target)
+        move_into_place(staging, out_dir, DATASETS)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def move_into_place(staging: str, out_dir: str, names: Sequence[str]) -> None:
+    """Replace ``out_dir/name`` by ``staging/name`` for each name (a folder is replaced whole)."""
+    for name in names:
+        target = os.path.join(out_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(os.path.join(staging, name), target)
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from p1.generate import (
     add_sampling_arguments,
     check_device,
     load_checkpoint,
+    move_into_place,
     sample_images,
     validate_sampling_arguments,
 )
@@ -96,11 +97,7 @@ def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch
                    os.path.join(staging, "denoise.png"))
         with open(os.path.join(staging, "accuracy.json"), "w") as handle:
             json.dump(accuracy, handle, indent=2)
-        for name in names + ["denoise.png", "accuracy.json"]:
-            target = os.path.join(out_dir, name)
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(os.path.join(staging, name), target)
+        move_into_place(staging, out_dir, names + ["denoise.png", "accuracy.json"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

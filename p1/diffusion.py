@@ -80,14 +80,25 @@ def drop_condition(cond: torch.Tensor, drop_prob: float,
 
 
 def training_loss(model, schedule: Schedule, x0: torch.Tensor, cond: torch.Tensor,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                  generator: Optional[torch.Generator] = None,
+                  min_snr_gamma: float = 0.0) -> torch.Tensor:
     """Simple DDPM loss ||ε - ε_θ(x_t, t, c)||² (DDPM eq. 14), t uniform.
-    x0: (B, C, H, W) in [-1, 1]; cond: (B, D). Draws t and ε from ``generator`` on CPU."""
+    x0: (B, C, H, W) in [-1, 1]; cond: (B, D). Draws t and ε from ``generator`` on CPU.
+
+    ``min_snr_gamma`` γ > 0 weights each sample by min(SNR_t, γ) / SNR_t, SNR_t = ᾱ_t/(1 − ᾱ_t)
+    (Min-SNR-γ, Hang et al. 2023, for ε-prediction): the nearly clean timesteps, whose large
+    but easy ε errors dominate the plain loss, stop crowding out the noisy ones that decide
+    the layout and the condition."""
     t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     t = t.to(x0.device)
     predicted = model(q_sample(schedule, x0, t, noise), t, cond)
-    return torch.mean((predicted.float() - noise.float()) ** 2)
+    per_sample = ((predicted.float() - noise.float()) ** 2).flatten(1).mean(1)
+    if min_snr_gamma > 0:
+        snr = _gather(schedule.alphas_cumprod / (1 - schedule.alphas_cumprod), t,
+                      per_sample).flatten()
+        per_sample = per_sample * snr.clamp(max=min_snr_gamma) / snr
+    return per_sample.mean()
 
 
 def guided(model, cond: torch.Tensor, null_cond: torch.Tensor, scale: float) -> EpsFn:

@@ -185,6 +185,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--min-snr-gamma", type=float, default=0.0,
+                        help="Min-SNR-γ loss weighting (0 = the plain DDPM loss; 5 is usual)")
     parser.add_argument("--cond-drop", type=float, default=0.1,
                         help="probability of training a sample without its condition (CFG)")
     parser.add_argument("--base-channels", type=int, default=32)
@@ -220,6 +222,8 @@ def parse_args(argv=None):
     for name in ("steps", "batch_size", "log_every", "ckpt_every", "timesteps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.min_snr_gamma < 0:
+        raise UserError("--min-snr-gamma must be >= 0")
     if not 0.0 <= args.cond_drop < 1.0:
         raise UserError("--cond-drop must be in [0, 1)")
     return args
@@ -313,7 +317,7 @@ def main(argv=None) -> None:
         x0 = x_all[index].to(device).contiguous(memory_format=memory_format)
         cond = drop_condition(conds[index], args.cond_drop, generator).to(device)
         with autocast_for(device, amp):
-            loss = training_loss(net, schedule, x0, cond, generator)
+            loss = training_loss(net, schedule, x0, cond, generator, args.min_snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

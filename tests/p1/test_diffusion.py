@@ -210,3 +210,24 @@ def test_training_loss_is_deterministic_and_differentiable():
     assert torch.equal(a, b) and a.item() > 0
     a.backward()
     assert model.weight.grad is not None
+
+
+def test_min_snr_weighting():
+    schedule = linear_schedule(20)
+    x0 = torch.rand(64, 3, 4, 4) * 2 - 1
+
+    def zeros(x, t, c):
+        return torch.zeros_like(x)
+
+    def loss(gamma):
+        return training_loss(zeros, schedule, x0, torch.zeros(64, 2),
+                             torch.Generator().manual_seed(3), gamma)
+
+    snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
+    assert torch.allclose(loss(0.0), loss(float(snr.max()) + 1))
+    generator = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 20, (64,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    weights = (snr[t].clamp(max=5.0) / snr[t]).float()
+    expected = ((noise ** 2).flatten(1).mean(1) * weights).mean()
+    assert torch.allclose(loss(5.0), expected)

@@ -61,19 +61,22 @@ def sample_seeds(seed: int, file_index: int, count: int) -> List[int]:
 
 def denoising_frames(model, schedule, cond: torch.Tensor, seed: int, args,
                      extra_guidance) -> torch.Tensor:
-    """uint8 (DENOISE_FRAMES, 3, H, W): x_T, evenly chosen intermediate states, the image."""
+    """uint8 (DENOISE_FRAMES, 3, H, W): x_T, the intermediate states x_t nearest to evenly
+    spaced timesteps t (the sampler's own steps crowd the noisy end), the image."""
     states = []
 
     def keep(_, t_next, x):
-        states.append(x[0].clone())
+        states.append((t_next, x[0].clone()))
 
     final = sample_images(model, schedule, cond, [seed], args.sampler, args.steps, args.guidance,
                           1, args.precision, args.model_chunk, callback=keep,
                           extra_guidance=extra_guidance)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((3, model.image_size, model.image_size), generator=generator)
-    pick = torch.linspace(0, len(states) - 2, DENOISE_FRAMES - 2).round().long().tolist()
-    frames = [noise] + [states[i] for i in pick]
+    intermediate = states[:-1]
+    targets = torch.linspace(schedule.num_timesteps - 1, 0, DENOISE_FRAMES).tolist()[1:-1]
+    frames = [noise] + [min(intermediate, key=lambda state: abs(state[0] - target))[1]
+                        for target in targets]
     uint8 = [((f.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) for f in frames]
     return torch.stack(uint8 + [final[0]])
 

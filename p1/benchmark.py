@@ -5,7 +5,7 @@
     python3 -m p1.benchmark training [--batch-size 64] [--steps 5]
         training images/s of the default model: fp32, and bf16 autocast + channels_last
     python3 -m p1.benchmark quality --ckpt CKPT [--per-class 10] [--specs ddpm dpm++:20 ddim:50]
-                                    [--reference ddim:1000]
+                                    [--reference ddim:1000] [--guide-classifier PATH]
         accuracy of the MNIST-M grader LeNet and the SVHN classifier per sampler spec, and the
         mean pixel difference to a reference sampler from the same noises
 """
@@ -19,12 +19,14 @@ from p1.diffusion import linear_schedule, training_loss
 from p1.errors import UserError, run_cli
 from p1.generate import (
     DEFAULT_CHECKPOINT,
+    DEFAULT_GUIDE,
     check_device,
     default_device,
     load_checkpoint,
     sample_images,
     sample_seed,
 )
+from p1.guide_classifier import digit_guidance, load_guide_classifier
 from p1.model import build_model, count_parameters
 from p1.score import (
     DEFAULT_SVHN_CLASSIFIER,
@@ -36,14 +38,18 @@ from p1.score import (
 
 
 def parse_spec(spec: str):
-    """"dpm++:20:2.0" -> ("dpm++", 20, 2.0); steps and guidance are optional."""
+    """"dpm++:20:2.0:3" -> ("dpm++", 20, 2.0, 3.0): sampler, steps, classifier-free guidance,
+    classifier guidance; all but the name are optional (None = the command's default)."""
     parts = spec.split(":")
     try:
+        if len(parts) > 4:
+            raise ValueError
         steps = int(parts[1]) if len(parts) > 1 else 20
         guidance = float(parts[2]) if len(parts) > 2 else None
+        classifier_guidance = float(parts[3]) if len(parts) > 3 else 0.0
     except ValueError:
-        raise UserError(f"bad sampler spec {spec!r}; use NAME[:STEPS[:GUIDANCE]]") from None
-    return parts[0], steps, guidance
+        raise UserError(f"bad sampler spec {spec!r}; use NAME[:STEPS[:GUIDANCE[:CG]]]") from None
+    return parts[0], steps, guidance, classifier_guidance
 
 
 def model_for_speed(args, device):
@@ -62,7 +68,7 @@ def bench_sampling(args, device) -> None:
     cond = digit_condition([i % NUM_DIGITS for i in range(args.images)],
                            [i % len(DATASETS) for i in range(args.images)])
     for spec in args.specs:
-        name, steps, _ = parse_spec(spec)
+        name, steps, _, _ = parse_spec(spec)
         for precision in args.precisions:
             start = time.time()
             sample_images(model, schedule, cond, list(range(args.images)), name, steps,
@@ -123,22 +129,28 @@ def bench_quality(args, device) -> None:
           f"dataset, seed {args.seed}")
     reference = None
     if args.reference:
-        name, steps, guidance = parse_spec(args.reference)
+        name, steps, guidance, _ = parse_spec(args.reference)
         reference = sample_images(model, schedule, cond, seeds, name, steps,
                                   args.guidance if guidance is None else guidance,
                                   batch_size=args.batch_size,
                                   model_chunk=args.model_chunk).float()
         print(f"reference for |Δ|: {args.reference} (same noises; mean absolute difference "
               "in 0-255 grey levels)")
-    print("| sampler | model calls | guidance | MNIST-M acc | SVHN acc | s / 1000 images "
-          "| mean abs diff to reference |")
-    print("|---|---|---|---|---|---|---|")
+    print("| sampler | model calls | guidance | classifier guidance | MNIST-M acc | SVHN acc "
+          "| s / 1000 images | mean abs diff to reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    guide = None
     for spec in args.specs:
-        name, steps, guidance = parse_spec(spec)
+        name, steps, guidance, classifier_guidance = parse_spec(spec)
         guidance = args.guidance if guidance is None else guidance
+        extra_guidance = None
+        if classifier_guidance > 0:
+            guide = guide or load_guide_classifier(args.guide_classifier, device)
+            extra_guidance = digit_guidance(guide, schedule, classifier_guidance)
         start = time.time()
         images = sample_images(model, schedule, cond, seeds, name, steps, guidance,
-                               batch_size=args.batch_size, model_chunk=args.model_chunk)
+                               batch_size=args.batch_size, model_chunk=args.model_chunk,
+                               extra_guidance=extra_guidance)
         seconds = (time.time() - start) * 1000 / len(jobs)
         difference = ("-" if reference is None else
                       f"{(images.float() - reference).abs().mean().item():.2f}")
@@ -150,7 +162,8 @@ def bench_quality(args, device) -> None:
                 predicted = judge(x[rows]).argmax(1).cpu()
                 accuracies.append((predicted == labels[rows]).float().mean().item())
         calls = schedule.num_timesteps if name == "ddpm" else steps
-        print(f"| {name} | {calls} | {guidance} | {accuracies[0]:.3f} | {accuracies[1]:.3f} | "
+        print(f"| {name} | {calls} | {guidance} | {classifier_guidance} | {accuracies[0]:.3f} "
+              f"| {accuracies[1]:.3f} | "
               f"{seconds:.0f} | {difference} |", flush=True)
 
 
@@ -160,7 +173,10 @@ def main(argv=None) -> None:
     parser.add_argument("--ckpt", default=None, help="checkpoint (sampling: default = a "
                         "fresh default-size model; quality: p1/ddpm_digits.pt)")
     parser.add_argument("--specs", nargs="+", default=["dpm++:20", "ddim:50"],
-                        help="NAME[:STEPS[:GUIDANCE]], e.g. ddpm dpm++:20 ddim:50:3")
+                        help="NAME[:STEPS[:GUIDANCE[:CG]]], e.g. ddpm dpm++:20 ddim:50:3 "
+                             "dpm++:20:2:4 (CG = classifier guidance scale, quality only)")
+    parser.add_argument("--guide-classifier", default=DEFAULT_GUIDE,
+                        help="quality: noise-aware classifier for the CG field of a spec")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--reference", default=None,
                         help="quality: spec whose images the others are compared with, "

@@ -136,6 +136,20 @@ def classifier_guided(eps_fn: EpsFn, schedule: Schedule,
     return eps_guided
 
 
+def noisy_classifier_guided(eps_fn: EpsFn, schedule: Schedule,
+                            grad_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                            scale: float) -> EpsFn:
+    """Classifier guidance with a classifier trained on noisy images (Dhariwal & Nichol 2021,
+    Alg. 2): ε̂ = ε − s · sqrt(1 − ᾱ_t) · ∇_{x_t} log p_φ(y | x_t, t), the gradient from
+    ``grad_log_prob(x_t, t)`` (B, C, H, W). Composes with any ``eps_fn``."""
+    def eps_guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = eps_fn(x, t)
+        a = _gather(schedule.alphas_cumprod, t, x)
+        return eps - scale * (1 - a).sqrt() * grad_log_prob(x, t).to(eps.dtype)
+
+    return eps_guided
+
+
 def spaced_timesteps(num_timesteps: int, steps: int) -> List[int]:
     """``steps`` timesteps evenly spread over [0, T-1], descending, first T-1, last 0."""
     if not 1 <= steps <= num_timesteps:

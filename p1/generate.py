@@ -1,7 +1,8 @@
 """``bash hw2_1.sh OUT``: 500 MNIST-M and 500 SVHN digits for the grader.
 
     python3 -m p1.generate OUT [--ckpt p1/ddpm_digits.pt] [--sampler dpm++] [--steps 20]
-                               [--guidance 2.0] [--seed 0] [--batch-size 250] [--device cpu]
+                               [--guidance 2.0] [--classifier-guidance S] [--seed 0]
+                               [--batch-size 250] [--device cpu]
 
 writes exactly ``OUT/mnistm/{d}_{001..050}.png`` and ``OUT/svhn/{d}_{001..050}.png``
 (the grader takes the label from the first character). Image k has its own noise seed
@@ -22,12 +23,15 @@ from PIL import Image
 from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, to_uint8
 from p1.diffusion import SAMPLERS, EpsFn, Schedule, guided, initial_noise, make_schedule, sample
 from p1.errors import UserError, run_cli
+from p1.guide_classifier import DEFAULT_PATH as DEFAULT_GUIDE
+from p1.guide_classifier import digit_guidance, load_guide_classifier
 from p1.model import build_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CHECKPOINT = os.path.join(HERE, "ddpm_digits.pt")
 OUTPUT_NAME = re.compile(r"^[0-9]_[0-9]{3}\.png$")
-DEFAULTS = {"sampler": "dpm++", "steps": 20, "guidance": 2.0, "seed": 0}
+DEFAULTS = {"sampler": "dpm++", "steps": 20, "guidance": 2.0, "classifier_guidance": 0.0,
+            "seed": 0}
 HOW_TO_GET = ("train one with `python3 -m p1.train --data hw2_data/digits --out runs/p1` "
               "and pass --ckpt runs/p1/ema.pt (or copy that file to p1/ddpm_digits.pt)")
 
@@ -217,6 +221,30 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device())
 
 
+def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
+    """Classifier guidance for the digit models (``p1.guide_classifier``)."""
+    parser.add_argument("--classifier-guidance", type=float,
+                        default=DEFAULTS["classifier_guidance"],
+                        help="scale of the guide classifier's gradient (0 = off)")
+    parser.add_argument("--guide-classifier", default=DEFAULT_GUIDE,
+                        help="noise-aware digit classifier (default: p1/guide_classifier.pt)")
+
+
+def load_digit_guidance(args, schedule: Schedule, device: torch.device
+                        ) -> Optional[Callable[[EpsFn, torch.Tensor], EpsFn]]:
+    """``extra_guidance`` for ``sample_images`` from the guide options, None when off."""
+    if args.classifier_guidance < 0:
+        raise UserError("--classifier-guidance must be >= 0")
+    if args.classifier_guidance == 0:
+        return None
+    classifier = load_guide_classifier(args.guide_classifier, device)
+    if classifier.num_timesteps != schedule.num_timesteps:
+        raise UserError(f"{args.guide_classifier} was trained for T = "
+                        f"{classifier.num_timesteps}, the checkpoint has T = "
+                        f"{schedule.num_timesteps}")
+    return digit_guidance(classifier, schedule, args.classifier_guidance)
+
+
 def validate_sampling_arguments(args, num_timesteps: Optional[int] = None) -> None:
     """Range checks; with num_timesteps (known once the checkpoint is read) also --steps."""
     if args.threads > 0:
@@ -233,6 +261,7 @@ def main(argv=None) -> None:
     add_sampling_arguments(parser)
     parser.add_argument("--per-class", type=int, default=50,
                         help="images per digit and dataset (the grader expects 50)")
+    add_guide_arguments(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 999:
         raise UserError("--per-class must be in 1..999")
@@ -245,17 +274,20 @@ def main(argv=None) -> None:
         raise UserError(f"{args.ckpt} is not a digit model (condition size {model.cond_dim}, "
                         f"expected {COND_DIM})")
 
+    extra_guidance = load_digit_guidance(args, schedule, device)
     start = time.time()
     jobs = grader_jobs(args.per_class)
     cond = digit_condition([digit for _, digit, _ in jobs],
                            [DATASETS.index(dataset) for dataset, _, _ in jobs])
     seeds = [sample_seed(args.seed, index) for index in range(len(jobs))]
     images = sample_images(model, schedule, cond, seeds, args.sampler, args.steps,
-                           args.guidance, args.batch_size, args.precision, args.model_chunk)
+                           args.guidance, args.batch_size, args.precision, args.model_chunk,
+                           extra_guidance=extra_guidance)
     write_outputs(args.out_dir, images, jobs)
     print(f"wrote {len(jobs)} images to {args.out_dir}/{{{','.join(DATASETS)}}} in "
           f"{time.time() - start:.1f} s ({args.sampler}, {args.steps} steps, guidance "
-          f"{args.guidance}, {args.precision}, {device})")
+          f"{args.guidance}, classifier guidance {args.classifier_guidance}, {args.precision}, "
+          f"{device})")
 
 
 if __name__ == "__main__":

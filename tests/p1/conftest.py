@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.p1.fixtures import save_tiny_checkpoint, write_digit_layout
+from tests.p1.fixtures import save_tiny_checkpoint, save_tiny_guide_classifier, write_digit_layout
 
 # Tiny tensors: one thread is faster than several, and much faster on a busy machine.
 torch.set_num_threads(1)
@@ -16,3 +16,8 @@ def digit_layout(tmp_path):
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
     return save_tiny_checkpoint(tmp_path / "tiny.pt")
+
+
+@pytest.fixture
+def tiny_guide_classifier(tmp_path):
+    return save_tiny_guide_classifier(tmp_path / "guide.pt")

@@ -35,3 +35,14 @@ def save_tiny_checkpoint(path, seed=0, **overrides):
                 "schedule_config": TINY_SCHEDULE, "step": 0}, path)
     return str(path)
 
+
+
+def save_tiny_guide_classifier(path, num_timesteps=20, seed=0):
+    """A random p1.guide_classifier checkpoint for the tiny schedule."""
+    from p1.guide_classifier import ARCH, NoisyDigitClassifier
+
+    torch.manual_seed(seed)
+    model = NoisyDigitClassifier(num_timesteps, width=8)
+    torch.save({"arch": ARCH, "state_dict": model.state_dict(), "width": 8,
+                "num_timesteps": num_timesteps}, path)
+    return str(path)

@@ -8,13 +8,15 @@ from p1.svhn_classifier import build_classifier
 
 
 def test_parse_spec():
-    assert parse_spec("ddpm") == ("ddpm", 20, None)
-    assert parse_spec("dpm++:10:3") == ("dpm++", 10, 3.0)
-    with pytest.raises(UserError, match="bad sampler spec"):
-        parse_spec("ddim:x")
+    assert parse_spec("ddpm") == ("ddpm", 20, None, 0.0)
+    assert parse_spec("dpm++:10:3") == ("dpm++", 10, 3.0, 0.0)
+    assert parse_spec("dpm++:10:3:4") == ("dpm++", 10, 3.0, 4.0)
+    for bad in ("ddim:x", "ddim:2:1:x", "ddim:2:1:1:1"):
+        with pytest.raises(UserError, match="bad sampler spec"):
+            parse_spec(bad)
 
 
-def test_benchmarks_run(tmp_path, tiny_checkpoint, capsys):
+def test_benchmarks_run(tmp_path, tiny_checkpoint, tiny_guide_classifier, capsys):
     main(["sampling", "--ckpt", tiny_checkpoint, "--images", "2", "--specs", "dpm++:2",
           "--precisions", "fp32", "--device", "cpu"])
     main(["training", "--batch-size", "2", "--steps", "1", "--device", "cpu"])
@@ -22,9 +24,10 @@ def test_benchmarks_run(tmp_path, tiny_checkpoint, capsys):
     torch.save({"state_dict": MnistmClassifier().state_dict()}, lenet)
     torch.save({"arch": "p1-svhn-cnn", "state_dict": build_classifier().state_dict()}, svhn)
     main(["quality", "--ckpt", tiny_checkpoint, "--per-class", "1", "--specs", "ddim:2:1",
-          "--reference", "ddim:3",
+          "dpm++:2:2:3", "--reference", "ddim:3", "--guide-classifier", tiny_guide_classifier,
           "--mnistm-classifier", str(lenet), "--svhn-classifier", str(svhn), "--device", "cpu"])
     output = capsys.readouterr().out
-    assert "| dpm++ | 2 | fp32 |" in output and "| ddim | 2 | 1.0 |" in output
+    assert "| dpm++ | 2 | fp32 |" in output and "| ddim | 2 | 1.0 | 0.0 |" in output
+    assert "| dpm++ | 2 | 2.0 | 3.0 |" in output
     assert "reference for |Δ|: ddim:3" in output
     assert "bf16 autocast + channels_last" in output

@@ -13,6 +13,7 @@ from p1.diffusion import (
     linear_schedule,
     logsnr_timesteps,
     make_schedule,
+    noisy_classifier_guided,
     q_sample,
     sample,
     spaced_timesteps,
@@ -174,6 +175,23 @@ def test_classifier_guided_shifts_eps_by_the_scaled_gradient():
         assert torch.allclose(out[i], torch.full((1, 2, 2), 0.5 - 2.0 * (1 - a) ** 0.5), atol=1e-6)
         expected_x0 = max(-1.0, -(1 - a) ** 0.5 * 0.5 / a ** 0.5)
         assert torch.allclose(seen[0][i], torch.full((1, 2, 2), expected_x0), atol=1e-6)
+
+
+def test_noisy_classifier_guided_follows_algorithm_2():
+    schedule = linear_schedule(10)
+    x, t = torch.randn(2, 1, 2, 2), torch.tensor([0, 9])
+    seen = []
+
+    def grad_log_prob(x_t, t_in):
+        seen.append((x_t, t_in))
+        return torch.ones_like(x_t)
+
+    out = noisy_classifier_guided(lambda x, t: torch.full_like(x, 0.5), schedule, grad_log_prob,
+                                  2.0)(x, t)
+    for i, step in enumerate([0, 9]):
+        a = schedule.alphas_cumprod[step].item()
+        assert torch.allclose(out[i], torch.full((1, 2, 2), 0.5 - 2.0 * (1 - a) ** 0.5), atol=1e-6)
+    assert torch.equal(seen[0][0], x) and torch.equal(seen[0][1], t)  # judged on x_t itself
 
 
 def test_classifier_guidance_pulls_samples_towards_the_classifier():

@@ -7,7 +7,7 @@ import torch
 
 from p1.errors import UserError
 from p1.generate import check_output_folder, main
-from tests.p1.fixtures import TINY_MODEL, save_tiny_checkpoint
+from tests.p1.fixtures import TINY_MODEL, save_tiny_checkpoint, save_tiny_guide_classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu", "--model-chunk", "8"]
@@ -97,6 +97,26 @@ def test_bad_options(tmp_path, tiny_checkpoint):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         main([str(tmp_path / "file"), "--ckpt", tiny_checkpoint])
+
+
+def test_classifier_guidance_steers_and_is_checked(tmp_path, tiny_checkpoint,
+                                                   tiny_guide_classifier):
+    plain, steered = tmp_path / "plain", tmp_path / "steered"
+    main([str(plain), "--ckpt", tiny_checkpoint] + FAST)
+    main([str(steered), "--ckpt", tiny_checkpoint, "--classifier-guidance", "50",
+          "--guide-classifier", tiny_guide_classifier] + FAST)
+    assert read_all(plain) != read_all(steered)
+    out = str(tmp_path / "o")
+    with pytest.raises(UserError, match="--classifier-guidance must be >= 0"):
+        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "-1"] + FAST)
+    with pytest.raises(UserError, match="no guide classifier"):
+        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
+              "--guide-classifier", str(tmp_path / "none.pt")] + FAST)
+    other_t = save_tiny_guide_classifier(tmp_path / "t50.pt", num_timesteps=50)
+    with pytest.raises(UserError, match="trained for T = 50"):
+        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
+              "--guide-classifier", other_t] + FAST)
+    assert not os.path.exists(out)
 
 
 def test_hw2_1_script_end_to_end(tmp_path, tiny_checkpoint):

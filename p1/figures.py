@@ -21,10 +21,12 @@ from p1.data import DATASETS, NUM_DIGITS, digit_condition, to_uint8
 from p1.diffusion import initial_noise
 from p1.errors import run_cli
 from p1.generate import (
+    add_guide_arguments,
     add_sampling_arguments,
     check_device,
     grader_jobs,
     load_checkpoint,
+    load_digit_guidance,
     sample_images,
     sample_seed,
     validate_sampling_arguments,
@@ -119,11 +121,13 @@ def main(argv=None) -> None:
     add_sampling_arguments(parser)
     parser.add_argument("--reverse-sampler", choices=("ddpm", "dpm++", "ddim"), default="ddpm",
                         help="sampler shown in the reverse-process figure")
+    add_guide_arguments(parser)
     args = parser.parse_args(argv)
     validate_sampling_arguments(args)
     device = check_device(args.device)
     model, schedule, _ = load_checkpoint(args.ckpt, device)
     validate_sampling_arguments(args, schedule.num_timesteps)
+    extra_guidance = load_digit_guidance(args, schedule, device)
     os.makedirs(args.out_dir, exist_ok=True)
 
     index_of = {job: i for i, job in enumerate(grader_jobs(50))}
@@ -133,7 +137,7 @@ def main(argv=None) -> None:
         seeds = [sample_seed(args.seed, index_of[job]) for job in jobs]
         images = sample_images(model, schedule, cond, seeds, args.sampler, args.steps,
                                args.guidance, args.batch_size, args.precision,
-                               args.model_chunk)
+                               args.model_chunk, extra_guidance=extra_guidance)
         grid = make_grid(images, nrow=10, padding=2, pad_value=255)
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(
             os.path.join(args.out_dir, f"grid_{dataset}.png"))
@@ -151,7 +155,7 @@ def main(argv=None) -> None:
         states[schedule.num_timesteps - 1] = to_uint8(noise[0])
         sample_images(model, schedule, digit_condition([0], [k]), [seed], args.reverse_sampler,
                       args.steps, args.guidance, 1, args.precision, model_chunk=2,
-                      callback=record)
+                      callback=record, extra_guidance=extra_guidance)
         rows.append(pick_states(states))
     strip = labelled_strip(rows, [DATASET_TITLES[d] for d in DATASETS],
                            [f"t={t}" for t in REVERSE_TIMES])

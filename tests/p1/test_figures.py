@@ -32,3 +32,13 @@ def test_figures_command(tmp_path, tiny_checkpoint):
     assert sorted(os.listdir(tmp_path / "fig")) == ["grid_mnistm.png", "grid_svhn.png",
                                                     "reverse_process.png"]
     assert Image.open(tmp_path / "fig" / "grid_svhn.png").size == (302, 302)
+
+
+def test_figures_use_the_same_classifier_guidance_as_hw2_1(tmp_path, tiny_checkpoint,
+                                                           tiny_guide_classifier):
+    common = ["--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu", "--model-chunk", "4"]
+    main([str(tmp_path / "plain")] + common)
+    main([str(tmp_path / "guided")] + common + ["--classifier-guidance", "50",
+                                                "--guide-classifier", tiny_guide_classifier])
+    plain = (tmp_path / "plain" / "grid_mnistm.png").read_bytes()
+    assert (tmp_path / "guided" / "grid_mnistm.png").read_bytes() != plain

@@ -26,7 +26,7 @@ from p1.generate import (
     sample_images,
     sample_seed,
 )
-from p1.guide_classifier import digit_guidance, load_guide_classifier
+from p1.guide_classifier import label_guidance, load_guide_classifier
 from p1.model import build_model, count_parameters
 from p1.score import (
     DEFAULT_SVHN_CLASSIFIER,
@@ -145,8 +145,8 @@ def bench_quality(args, device) -> None:
         guidance = args.guidance if guidance is None else guidance
         extra_guidance = None
         if classifier_guidance > 0:
-            guide = guide or load_guide_classifier(args.guide_classifier, device)
-            extra_guidance = digit_guidance(guide, schedule, classifier_guidance)
+            guide = guide or load_guide_classifier(args.guide_classifier, device, schedule)
+            extra_guidance = label_guidance(guide, schedule, classifier_guidance)
         start = time.time()
         images = sample_images(model, schedule, cond, seeds, name, steps, guidance,
                                batch_size=args.batch_size, model_chunk=args.model_chunk,

@@ -24,7 +24,7 @@ from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, to_uint8
 from p1.diffusion import SAMPLERS, EpsFn, Schedule, guided, initial_noise, make_schedule, sample
 from p1.errors import UserError, run_cli
 from p1.guide_classifier import DEFAULT_PATH as DEFAULT_GUIDE
-from p1.guide_classifier import digit_guidance, load_guide_classifier
+from p1.guide_classifier import label_guidance, load_guide_classifier
 from p1.model import build_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -237,12 +237,8 @@ def load_digit_guidance(args, schedule: Schedule, device: torch.device
         raise UserError("--classifier-guidance must be >= 0")
     if args.classifier_guidance == 0:
         return None
-    classifier = load_guide_classifier(args.guide_classifier, device)
-    if classifier.num_timesteps != schedule.num_timesteps:
-        raise UserError(f"{args.guide_classifier} was trained for T = "
-                        f"{classifier.num_timesteps}, the checkpoint has T = "
-                        f"{schedule.num_timesteps}")
-    return digit_guidance(classifier, schedule, args.classifier_guidance)
+    classifier = load_guide_classifier(args.guide_classifier, device, schedule)
+    return label_guidance(classifier, schedule, args.classifier_guidance)
 
 
 def validate_sampling_arguments(args, num_timesteps: Optional[int] = None) -> None:

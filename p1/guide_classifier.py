@@ -1,12 +1,15 @@
-"""A noise-aware digit classifier p(digit | x_t, t) for classifier guidance (Dhariwal & Nichol
-2021), trained on the diffusion model's own training images:
+"""A noise-aware classifier p(y | x_t, t) for classifier guidance (Dhariwal & Nichol 2021),
+trained on the diffusion model's own training images:
 
     python3 -m p1.guide_classifier --data hw2_data/digits --out p1/guide_classifier.pt
+    python3 -m p1.guide_classifier --dataset iclevr --data iclevr_data --out runs/iclevr_guide.pt
 
 Each training image is noised to a random timestep of the diffusion schedule (q(x_t | x_0)),
-so the classifier's gradient ∇_{x_t} log p(y | x_t) is meaningful along the whole sampling
-path. It is a different network from the judges (``p1.score``): it never sees the grader's
-classifier or the stand-in SVHN judge, so guided accuracy measured by those stays honest.
+so the gradient ∇_{x_t} log p(y | x_t) is meaningful along the whole sampling path. For the
+digits y is the digit (softmax over 10); for iCLEVR it is the set of objects (24 independent
+sigmoids). It is a different network from the judges (the grader's LeNet, the stand-in SVHN
+classifier, the lab's ResNet18 evaluator) and never sees them, so the accuracy they measure on
+guided samples stays honest.
 """
 import argparse
 import os
@@ -21,60 +24,90 @@ from p1.data import NUM_DIGITS, load_digits, to_model_range
 from p1.diffusion import EpsFn, Schedule, make_schedule, noisy_classifier_guided, q_sample
 from p1.errors import UserError, run_cli
 
-ARCH = "p1-noisy-digit-cnn"
+ARCH = "p1-noisy-classifier"
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guide_classifier.pt")
+DATASET_SETTINGS = {  # what the diffusion model of each dataset uses (see p1.train)
+    "digits": {"num_labels": NUM_DIGITS, "multi_label": False, "image_size": 28,
+               "patch_size": 1, "schedule": "linear", "data": "hw2_data/digits"},
+    "iclevr": {"num_labels": 24, "multi_label": True, "image_size": 64, "patch_size": 2,
+               "schedule": "cosine", "data": "iclevr_data"},
+}
 
 
-class NoisyDigitClassifier(nn.Module):
-    """(x_t (B, 3, 28, 28) in model range, t (B,) timesteps) -> digit logits (B, 10).
-    The timestep enters as a fifth input plane holding t / T next to the image."""
+class NoisyClassifier(nn.Module):
+    """(x_t (B, 3, S, S) in model range, t (B,) timesteps) -> logits (B, num_labels).
 
-    def __init__(self, num_timesteps: int = 1000, width: int = 32):
+    The timestep enters as one more input plane holding t / T. ``patch_size`` p folds p x p
+    pixel patches into channels first (as the iCLEVR UNet does); average pools then halve the
+    side down to at most 8 (28 -> 14 -> 7, 64/2 = 32 -> 16 -> 8) before a two-layer head."""
+
+    def __init__(self, num_timesteps: int = 1000, num_labels: int = NUM_DIGITS,
+                 image_size: int = 28, width: int = 32, patch_size: int = 1):
         super().__init__()
         self.num_timesteps = num_timesteps
+        self.patch_size = patch_size
 
         def conv(in_ch, out_ch):
             return [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.GroupNorm(8, out_ch), nn.SiLU()]
 
-        self.net = nn.Sequential(
-            *conv(4, width), *conv(width, width), nn.AvgPool2d(2),
-            *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.AvgPool2d(2),
-            *conv(2 * width, 2 * width), nn.Flatten(), nn.Linear(2 * width * 7 * 7, 128),
-            nn.SiLU(), nn.Linear(128, 10),
-        )
+        side = image_size // patch_size
+        layers = conv(3 * patch_size ** 2 + 1, width) + conv(width, width)
+        channels = width
+        while side > 8:
+            side //= 2
+            layers.append(nn.AvgPool2d(2))
+            layers += conv(channels, 2 * width)
+            channels = 2 * width
+            if side > 8:
+                layers += conv(channels, channels)
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * side * side, 128),
+                                 nn.SiLU(), nn.Linear(128, num_labels))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
         plane = (t.to(x.dtype) / self.num_timesteps)[:, None, None, None]
         return self.net(torch.cat([x, plane.expand(-1, 1, *x.shape[2:])], dim=1))
 
 
-def guidance_gradient(classifier: nn.Module, digits: torch.Tensor
+def log_likelihood(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) log p(y | x): targets (B,) class indices (softmax) or (B, L) multi-hot (sigmoids,
+    Σ_c y_c log p_c + (1 − y_c) log(1 − p_c), from the logits for finite gradients)."""
+    if targets.dim() == 1:
+        return F.log_softmax(logits, dim=1)[torch.arange(len(logits)), targets]
+    targets = targets.to(logits.dtype)
+    return (targets * F.logsigmoid(logits) + (1 - targets) * F.logsigmoid(-logits)).sum(1)
+
+
+def guidance_gradient(classifier: nn.Module, targets: torch.Tensor
                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """g(x_t, t) = ∇_{x_t} log p(digit | x_t, t) for the (B,) target digits, in float32."""
+    """g(x_t, t) = ∇_{x_t} log p(targets | x_t, t), float32; targets as in log_likelihood."""
     def gradient(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             x = x.detach().float().requires_grad_(True)
-            log_probs = F.log_softmax(classifier(x, t).float(), dim=1)
-            chosen = log_probs[torch.arange(len(x)), digits.to(x.device)].sum()
+            chosen = log_likelihood(classifier(x, t).float(), targets.to(x.device)).sum()
             return torch.autograd.grad(chosen, x)[0]
 
     return gradient
 
 
-def digit_guidance(classifier: nn.Module, schedule: Schedule, scale: float
+def label_guidance(classifier: "NoisyClassifier", schedule: Schedule, scale: float
                    ) -> Callable[[EpsFn, torch.Tensor], EpsFn]:
     """``extra_guidance`` for ``p1.generate.sample_images``: wraps a batch's predictor with
-    classifier guidance towards the digits of its (B, 12) conditions."""
+    classifier guidance towards its conditions (B, D): the digit of a digit condition, the
+    object set of a multi-hot one."""
     def wrap(eps_fn: EpsFn, cond: torch.Tensor) -> EpsFn:
-        digits = cond[:, :NUM_DIGITS].argmax(1)
-        return noisy_classifier_guided(eps_fn, schedule, guidance_gradient(classifier, digits),
+        targets = cond if classifier.multi_label else cond[:, :classifier.num_labels].argmax(1)
+        return noisy_classifier_guided(eps_fn, schedule, guidance_gradient(classifier, targets),
                                        scale)
 
     return wrap
 
 
-def load_guide_classifier(path: str, device: torch.device) -> NoisyDigitClassifier:
-    """The classifier written by ``main``, in eval mode; UserError if the file is not one."""
+def load_guide_classifier(path: str, device: torch.device,
+                          schedule: Schedule) -> NoisyClassifier:
+    """The classifier written by ``main``, frozen in eval mode. UserError if the file is not
+    one, or if it was trained for another noise schedule than ``schedule``."""
     if not os.path.isfile(path):
         raise UserError(f"no guide classifier at {path} (train one: python3 -m "
                         "p1.guide_classifier)")
@@ -84,58 +117,87 @@ def load_guide_classifier(path: str, device: torch.device) -> NoisyDigitClassifi
         raise UserError(f"cannot read guide classifier {path}: {err}") from None
     if not isinstance(state, dict) or state.get("arch") != ARCH:
         raise UserError(f"{path} is not a p1.guide_classifier checkpoint")
-    model = NoisyDigitClassifier(state["num_timesteps"], state["width"])
+    trained_for = make_schedule(state["schedule_config"]).alphas_cumprod
+    if (len(trained_for) != len(schedule.alphas_cumprod)
+            or not torch.allclose(trained_for, schedule.alphas_cumprod)):
+        raise UserError(f"{path} was trained for another noise schedule "
+                        f"({state['schedule_config']}) than the diffusion model's")
+    model = NoisyClassifier(**state["config"])
     model.load_state_dict(state["state_dict"])
+    model.multi_label, model.num_labels = state["multi_label"], state["config"]["num_labels"]
     return model.to(device).eval().requires_grad_(False)
 
 
 @torch.no_grad()
-def noisy_accuracy(model: nn.Module, schedule, x0: torch.Tensor, labels: torch.Tensor,
-                   timesteps: Sequence[int], device, seed: int = 1) -> Dict[int, float]:
-    """Accuracy on x0 (N, 3, 28, 28) noised to each of ``timesteps``: {t: accuracy}."""
+def noisy_accuracy(model: nn.Module, schedule: Schedule, x0: torch.Tensor,
+                   targets: torch.Tensor, timesteps: Sequence[int], device,
+                   seed: int = 1) -> Dict[int, float]:
+    """{t: accuracy} on x0 (N, 3, S, S) noised to each t: top-1 for class indices (N,), the
+    iCLEVR lab's top-k rule (k = number of true objects) for multi-hot targets (N, L)."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator)
     result = {}
     for step in timesteps:
         t = torch.full((len(x0),), step, dtype=torch.long)
-        correct = 0
-        for start in range(0, len(x0), 512):
-            part = slice(start, start + 512)
-            x_t = q_sample(schedule, x0[part], t[part], noise[part])
-            correct += int((model(x_t.to(device), t[part].to(device)).argmax(1).cpu()
-                            == labels[part]).sum())
-        result[step] = correct / max(1, len(x0))
+        logits = torch.cat([model(q_sample(schedule, x0[i:i + 256], t[i:i + 256],
+                                           noise[i:i + 256]).to(device),
+                                  t[i:i + 256].to(device)).float().cpu()
+                            for i in range(0, len(x0), 256)])
+        if targets.dim() == 1:
+            result[step] = (logits.argmax(1) == targets).float().mean().item()
+        else:
+            k = targets.sum(1, keepdim=True).long()
+            ranks = logits.argsort(1, descending=True).argsort(1)
+            result[step] = ((ranks < k) & (targets > 0)).sum().item() / targets.sum().item()
     return result
+
+
+def load_training_images(dataset: str, data: str, limit: int):
+    """(images in model range (N, 3, S, S), targets: (N,) digits or (N, 24) multi-hot)."""
+    if dataset == "iclevr":
+        from p1.iclevr.data import load_iclevr
+
+        images, conds = load_iclevr(data, limit=limit)
+        return to_model_range(images), conds
+    images, conds = load_digits(data, limit=limit)
+    return to_model_range(images), conds[:, :NUM_DIGITS].argmax(1)
 
 
 def main(argv=None) -> None:
     from p1.generate import check_device, default_device  # p1.generate imports this module
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="hw2_data/digits", help="folder holding mnistm/, svhn/")
-    parser.add_argument("--out", default=DEFAULT_PATH)
+    parser.add_argument("--dataset", choices=tuple(DATASET_SETTINGS), default="digits")
+    parser.add_argument("--data", default=None,
+                        help="hw2_data/digits (mnistm/, svhn/) or an iCLEVR folder")
+    parser.add_argument("--out", default=None,
+                        help="default: p1/guide_classifier.pt (digits), runs/iclevr_guide.pt")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--timesteps", type=int, default=1000,
-                        help="T of the diffusion model's linear schedule")
+                        help="T of the diffusion model's schedule")
     parser.add_argument("--holdout", type=float, default=0.05, help="held-out share")
     parser.add_argument("--limit", type=int, default=0, help="first N images per dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = default)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1 or not 0 < args.holdout < 1:
-        raise UserError("--steps and --batch-size must be >= 1, --holdout in (0, 1)")
+    if min(args.steps, args.batch_size, args.timesteps) < 1 or not 0 < args.holdout < 1:
+        raise UserError("--steps, --batch-size and --timesteps must be >= 1, --holdout in "
+                        "(0, 1)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = check_device(args.device)
+    settings = DATASET_SETTINGS[args.dataset]
+    out = args.out or (DEFAULT_PATH if args.dataset == "digits"
+                       else os.path.join("runs", "iclevr_guide.pt"))
 
-    images, conds = load_digits(args.data, limit=args.limit)
-    x, labels = to_model_range(images), conds[:, :10].argmax(1)
-    schedule = make_schedule({"kind": "linear", "num_timesteps": args.timesteps})
+    x, targets = load_training_images(args.dataset, args.data or settings["data"], args.limit)
+    schedule_config = {"kind": settings["schedule"], "num_timesteps": args.timesteps}
+    schedule = make_schedule(schedule_config)
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     order = torch.randperm(len(x), generator=generator)
@@ -144,7 +206,10 @@ def main(argv=None) -> None:
         raise UserError(f"only {len(x)} images: too few to hold some out")
     test_idx, train_idx = order[:held], order[held:]
 
-    model = NoisyDigitClassifier(args.timesteps, args.width).to(device)
+    config = {"num_timesteps": args.timesteps, "num_labels": settings["num_labels"],
+              "image_size": settings["image_size"], "width": args.width,
+              "patch_size": settings["patch_size"]}
+    model = NoisyClassifier(**config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps)
     start = time.time()
@@ -154,8 +219,8 @@ def main(argv=None) -> None:
                                         generator=generator)]
         t = torch.randint(0, args.timesteps, (args.batch_size,), generator=generator)
         noise = torch.randn((args.batch_size, *x.shape[1:]), generator=generator)
-        x_t = q_sample(schedule, x[batch], t, noise)
-        loss = F.cross_entropy(model(x_t.to(device), t.to(device)), labels[batch].to(device))
+        logits = model(q_sample(schedule, x[batch], t, noise).to(device), t.to(device))
+        loss = -log_likelihood(logits.float(), targets[batch].to(device)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -164,17 +229,18 @@ def main(argv=None) -> None:
             print(f"step {step}/{args.steps}: loss {loss.item():.4f} "
                   f"({time.time() - start:.0f} s)", flush=True)
     timesteps = [args.timesteps * fifth // 5 for fifth in range(5)]
-    held_acc = noisy_accuracy(model, schedule, x[test_idx], labels[test_idx], timesteps, device)
+    held_acc = noisy_accuracy(model, schedule, x[test_idx], targets[test_idx], timesteps, device)
     print("held-out accuracy by timestep: " + ", ".join(f"t={t}: {a:.3f}"
                                                          for t, a in held_acc.items()))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    temporary = args.out + ".tmp"
-    torch.save({"arch": ARCH, "state_dict": model.cpu().state_dict(), "width": args.width,
-                "num_timesteps": args.timesteps, "heldout_accuracy": held_acc,
-                "heldout_images": held, "train_images": len(train_idx), "steps": args.steps,
-                "data": args.data}, temporary)
-    os.replace(temporary, args.out)
-    print(f"wrote {args.out}")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    temporary = out + ".tmp"
+    torch.save({"arch": ARCH, "state_dict": model.cpu().state_dict(), "config": config,
+                "multi_label": settings["multi_label"], "schedule_config": schedule_config,
+                "dataset": args.dataset, "heldout_accuracy": held_acc, "heldout_images": held,
+                "train_images": len(train_idx), "steps": args.steps,
+                "seconds": round(time.time() - start)}, temporary)
+    os.replace(temporary, out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python3 -m p1.iclevr OUT --ckpt runs/iclevr/ema.pt --evaluator checkpoint.pth
                          [--tests test.json new_test.json] [--classifier-guidance 0]
-                         [--sampler dpm++] [--steps 50] [--guidance 2.0] [--seed 0]
+                         [--guide-classifier PATH] [--sampler dpm++] [--steps 50]
+                         [--guidance 2.0] [--seed 0]
 
 writes, for each test file NAME.json (default: the lab's test.json and new_test.json)::
 
@@ -12,8 +13,11 @@ writes, for each test file NAME.json (default: the lab's test.json and new_test.
     OUT/accuracy.json             the lab's accuracy of each file (all images in one call)
 
 and prints one accuracy line per file. The evaluator is the lab's ResNet18 (``checkpoint.pth``)
-or a stand-in in the same format. ``--classifier-guidance S`` > 0 adds its gradient to the
-classifier-free guidance (``p1.diffusion.classifier_guided``).
+or a stand-in in the same format. ``--classifier-guidance S`` > 0 adds a classifier's gradient
+to the classifier-free guidance: the evaluator's own, judged on the clean-image estimate
+(``p1.diffusion.classifier_guided``), or, with ``--guide-classifier``, that of a separate
+noise-aware classifier (``p1.guide_classifier --dataset iclevr``), so that the evaluator only
+judges and is not also the thing the images were steered to please.
 """
 import argparse
 import json
@@ -38,6 +42,7 @@ from p1.generate import (
     sample_images,
     validate_sampling_arguments,
 )
+from p1.guide_classifier import label_guidance, load_guide_classifier
 from p1.iclevr.evaluator import load_evaluator
 from p1.iclevr.labels import (
     NUM_OBJECTS,
@@ -116,7 +121,10 @@ def main(argv=None) -> None:
                         help="test.json-style files (default: the lab's test and new_test)")
     parser.add_argument("--objects", default=OBJECTS_JSON, help="objects.json")
     parser.add_argument("--classifier-guidance", type=float, default=0.0,
-                        help="scale of the evaluator's gradient (0 = off)")
+                        help="scale of the classifier gradient (0 = off)")
+    parser.add_argument("--guide-classifier", default=None,
+                        help="noise-aware classifier that guides instead of the evaluator "
+                             "(python3 -m p1.guide_classifier --dataset iclevr)")
     args = parser.parse_args(argv)
     validate_sampling_arguments(args)
     if args.classifier_guidance < 0:
@@ -135,7 +143,13 @@ def main(argv=None) -> None:
                         f"expected {NUM_OBJECTS})")
 
     extra_guidance = None
-    if args.classifier_guidance > 0:
+    if args.classifier_guidance > 0 and args.guide_classifier:
+        guide = load_guide_classifier(args.guide_classifier, device, schedule)
+        if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
+            raise UserError(f"{args.guide_classifier} is not an iCLEVR guide classifier "
+                            f"(train one with --dataset iclevr)")
+        extra_guidance = label_guidance(guide, schedule, args.classifier_guidance)
+    elif args.classifier_guidance > 0:
         def extra_guidance(eps_fn, cond):
             return classifier_guided(eps_fn, schedule, evaluator.guidance_gradient(cond),
                                      args.classifier_guidance)
@@ -158,8 +172,8 @@ def main(argv=None) -> None:
                                sample_seeds(args.seed, len(label_sets), 1)[0], args,
                                extra_guidance)
     settings = {key: getattr(args, key) for key in ("sampler", "steps", "guidance",
-                                                   "classifier_guidance", "seed", "ckpt",
-                                                   "evaluator")}
+                                                   "classifier_guidance", "guide_classifier",
+                                                   "seed", "ckpt", "evaluator")}
     write_results(args.out_dir, results, denoise, dict(accuracy, settings=settings))
     print(f"wrote {', '.join(results)}, grids, denoise.png and accuracy.json to {args.out_dir}")
 

@@ -37,12 +37,15 @@ def save_tiny_checkpoint(path, seed=0, **overrides):
 
 
 
-def save_tiny_guide_classifier(path, num_timesteps=20, seed=0):
-    """A random p1.guide_classifier checkpoint for the tiny schedule."""
-    from p1.guide_classifier import ARCH, NoisyDigitClassifier
+def save_tiny_guide_classifier(path, num_timesteps=20, seed=0, kind="linear", num_labels=10,
+                               image_size=28, patch_size=1):
+    """A random p1.guide_classifier checkpoint (by default for the tiny digit schedule)."""
+    from p1.guide_classifier import ARCH, NoisyClassifier
 
     torch.manual_seed(seed)
-    model = NoisyDigitClassifier(num_timesteps, width=8)
-    torch.save({"arch": ARCH, "state_dict": model.state_dict(), "width": 8,
-                "num_timesteps": num_timesteps}, path)
+    config = {"num_timesteps": num_timesteps, "num_labels": num_labels,
+              "image_size": image_size, "width": 8, "patch_size": patch_size}
+    torch.save({"arch": ARCH, "state_dict": NoisyClassifier(**config).state_dict(),
+                "config": config, "multi_label": num_labels != 10,
+                "schedule_config": {"kind": kind, "num_timesteps": num_timesteps}}, path)
     return str(path)

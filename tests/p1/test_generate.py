@@ -112,10 +112,11 @@ def test_classifier_guidance_steers_and_is_checked(tmp_path, tiny_checkpoint,
     with pytest.raises(UserError, match="no guide classifier"):
         main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
               "--guide-classifier", str(tmp_path / "none.pt")] + FAST)
-    other_t = save_tiny_guide_classifier(tmp_path / "t50.pt", num_timesteps=50)
-    with pytest.raises(UserError, match="trained for T = 50"):
-        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
-              "--guide-classifier", other_t] + FAST)
+    for other in (save_tiny_guide_classifier(tmp_path / "t50.pt", num_timesteps=50),
+                  save_tiny_guide_classifier(tmp_path / "cos.pt", kind="cosine")):
+        with pytest.raises(UserError, match="another noise schedule"):
+            main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
+                  "--guide-classifier", other] + FAST)
     assert not os.path.exists(out)
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from p1.errors import run_cli
 from p1.iclevr.evaluator import build_resnet18_evaluator, save_lab_checkpoint
 from p1.iclevr.generate import DENOISE_FRAMES, main, sample_seeds
-from tests.p1.fixtures import save_tiny_checkpoint
+from tests.p1.fixtures import save_tiny_checkpoint, save_tiny_guide_classifier
 
 ICLEVR_MODEL = {"image_size": 64, "cond_dim": 24, "patch_size": 2, "channel_mults": (1, 2),
                 "attention_levels": (1,)}
@@ -58,8 +58,20 @@ def test_same_seed_same_bytes_and_classifier_guidance_changes_images(tmp_path, l
     assert len(set(sample_seeds(0, 0, 32) + sample_seeds(0, 1, 32) + sample_seeds(1, 0, 32))) == 96
 
 
+def test_a_separate_guide_classifier_can_steer_instead_of_the_evaluator(tmp_path, lab):
+    guide = save_tiny_guide_classifier(tmp_path / "guide.pt", num_labels=24, image_size=64,
+                                       patch_size=2)
+    run(lab, tmp_path / "evaluator", "--classifier-guidance", "50")
+    run(lab, tmp_path / "guide", "--classifier-guidance", "50", "--guide-classifier", guide)
+    steered = [(tmp_path / name / "mini" / "1.png").read_bytes() for name in ("evaluator", "guide")]
+    assert steered[0] != steered[1]
+    report = json.loads((tmp_path / "guide" / "accuracy.json").read_text())
+    assert report["settings"]["guide_classifier"] == guide
+
+
 @pytest.mark.parametrize("problem, message", [
     ("unknown", "unknown object name.*'pink cube'"),
+    ("digit guide", "not an iCLEVR guide classifier"),
     ("empty", "is empty"),
     ("evaluator", "not an evaluator checkpoint"),
     ("digits", "not an iCLEVR model"),
@@ -71,11 +83,15 @@ def test_bad_inputs_one_line_and_nothing_written(tmp_path, lab, capsys, problem,
         (tmp_path / "mini.json").write_text("")
     elif problem == "evaluator":
         torch.save({"state_dict": {}}, lab["evaluator"])
-    else:
+    elif problem == "digits":
         save_tiny_checkpoint(lab["ckpt"])
+    extra = []
+    if problem == "digit guide":
+        extra = ["--classifier-guidance", "1", "--guide-classifier",
+                 save_tiny_guide_classifier(tmp_path / "digit_guide.pt")]
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(lambda argv: run(lab, out))
+        run_cli(lambda argv: run(lab, out, *extra))
     assert exit_info.value.code == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error

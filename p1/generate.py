@@ -30,7 +30,7 @@ from p1.model import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CHECKPOINT = os.path.join(HERE, "ddpm_digits.pt")
 OUTPUT_NAME = re.compile(r"^[0-9]_[0-9]{3}\.png$")
-DEFAULTS = {"sampler": "dpm++", "steps": 20, "guidance": 2.0, "classifier_guidance": 0.0,
+DEFAULTS = {"sampler": "dpm++", "steps": 20, "guidance": 4.0, "classifier_guidance": 5.0,
             "seed": 0}
 HOW_TO_GET = ("train one with `python3 -m p1.train --data hw2_data/digits --out runs/p1` "
               "and pass --ckpt runs/p1/ema.pt (or copy that file to p1/ddpm_digits.pt)")

@@ -121,7 +121,9 @@ def load_guide_classifier(path: str, device: torch.device,
     if (len(trained_for) != len(schedule.alphas_cumprod)
             or not torch.allclose(trained_for, schedule.alphas_cumprod)):
         raise UserError(f"{path} was trained for another noise schedule "
-                        f"({state['schedule_config']}) than the diffusion model's")
+                        f"({state['schedule_config']}) than the diffusion model's; train one "
+                        "for it (python3 -m p1.guide_classifier) or turn classifier guidance "
+                        "off (--classifier-guidance 0)")
     model = NoisyClassifier(**state["config"])
     model.load_state_dict(state["state_dict"])
     model.multi_label, model.num_labels = state["multi_label"], state["config"]["num_labels"]

@@ -28,7 +28,7 @@ def test_labelled_strip_size():
 
 def test_figures_command(tmp_path, tiny_checkpoint):
     main([str(tmp_path / "fig"), "--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu",
-          "--model-chunk", "4"])
+          "--model-chunk", "4", "--classifier-guidance", "0"])
     assert sorted(os.listdir(tmp_path / "fig")) == ["grid_mnistm.png", "grid_svhn.png",
                                                     "reverse_process.png"]
     assert Image.open(tmp_path / "fig" / "grid_svhn.png").size == (302, 302)
@@ -36,7 +36,8 @@ def test_figures_command(tmp_path, tiny_checkpoint):
 
 def test_figures_use_the_same_classifier_guidance_as_hw2_1(tmp_path, tiny_checkpoint,
                                                            tiny_guide_classifier):
-    common = ["--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu", "--model-chunk", "4"]
+    common = ["--ckpt", tiny_checkpoint, "--steps", "2", "--device", "cpu", "--model-chunk", "4",
+              "--classifier-guidance", "0"]
     main([str(tmp_path / "plain")] + common)
     main([str(tmp_path / "guided")] + common + ["--classifier-guidance", "50",
                                                 "--guide-classifier", tiny_guide_classifier])

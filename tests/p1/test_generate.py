@@ -10,7 +10,8 @@ from p1.generate import check_output_folder, main
 from tests.p1.fixtures import TINY_MODEL, save_tiny_checkpoint, save_tiny_guide_classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu", "--model-chunk", "8"]
+FAST = ["--steps", "3", "--per-class", "2", "--device", "cpu", "--model-chunk", "8",
+        "--classifier-guidance", "0"]  # the shipped guide classifier is for T = 1000
 
 
 def read_all(out_dir):
@@ -48,7 +49,8 @@ def test_rerun_replaces_own_files_and_refuses_strangers(tmp_path, tiny_checkpoin
     out = tmp_path / "out"
     main([str(out), "--ckpt", tiny_checkpoint] + FAST)
     (out / "notes.txt").write_text("kept")
-    main([str(out), "--ckpt", tiny_checkpoint, "--per-class", "1", "--steps", "2"])
+    main([str(out), "--ckpt", tiny_checkpoint, "--per-class", "1", "--steps", "2",
+          "--classifier-guidance", "0"])
     assert len(os.listdir(out / "mnistm")) == 10 and (out / "notes.txt").read_text() == "kept"
     (out / "svhn" / "readme.txt").write_text("x")
     before = read_all(out)
@@ -103,21 +105,28 @@ def test_classifier_guidance_steers_and_is_checked(tmp_path, tiny_checkpoint,
                                                    tiny_guide_classifier):
     plain, steered = tmp_path / "plain", tmp_path / "steered"
     main([str(plain), "--ckpt", tiny_checkpoint] + FAST)
-    main([str(steered), "--ckpt", tiny_checkpoint, "--classifier-guidance", "50",
-          "--guide-classifier", tiny_guide_classifier] + FAST)
+    main([str(steered), "--ckpt", tiny_checkpoint] + FAST + ["--classifier-guidance", "50",
+                                                         "--guide-classifier",
+                                                         tiny_guide_classifier])
     assert read_all(plain) != read_all(steered)
     out = str(tmp_path / "o")
     with pytest.raises(UserError, match="--classifier-guidance must be >= 0"):
-        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "-1"] + FAST)
+        main([out, "--ckpt", tiny_checkpoint] + FAST + ["--classifier-guidance", "-1"])
     with pytest.raises(UserError, match="no guide classifier"):
-        main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
-              "--guide-classifier", str(tmp_path / "none.pt")] + FAST)
+        main([out, "--ckpt", tiny_checkpoint] + FAST + [
+            "--classifier-guidance", "1", "--guide-classifier", str(tmp_path / "none.pt")])
     for other in (save_tiny_guide_classifier(tmp_path / "t50.pt", num_timesteps=50),
                   save_tiny_guide_classifier(tmp_path / "cos.pt", kind="cosine")):
         with pytest.raises(UserError, match="another noise schedule"):
-            main([out, "--ckpt", tiny_checkpoint, "--classifier-guidance", "1",
-                  "--guide-classifier", other] + FAST)
+            main([out, "--ckpt", tiny_checkpoint] + FAST + [
+                "--classifier-guidance", "1", "--guide-classifier", other])
     assert not os.path.exists(out)
+
+
+def test_shipped_checkpoint_and_guide_classifier_work_together(tmp_path):
+    main([str(tmp_path / "out"), "--per-class", "1", "--steps", "2", "--device", "cpu",
+          "--model-chunk", "40"])  # the defaults: p1/ddpm_digits.pt + p1/guide_classifier.pt
+    assert len(read_all(tmp_path / "out")) == 20
 
 
 def test_hw2_1_script_end_to_end(tmp_path, tiny_checkpoint):

@@ -146,7 +146,8 @@ def bench_quality(args, device) -> None:
         extra_guidance = None
         if classifier_guidance > 0:
             guide = guide or load_guide_classifier(args.guide_classifier, device, schedule)
-            extra_guidance = label_guidance(guide, schedule, classifier_guidance)
+            extra_guidance = label_guidance(guide, schedule, classifier_guidance,
+                                            args.model_chunk)
         start = time.time()
         images = sample_images(model, schedule, cond, seeds, name, steps, guidance,
                                batch_size=args.batch_size, model_chunk=args.model_chunk,

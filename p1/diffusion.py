@@ -136,6 +136,25 @@ def classifier_guided(eps_fn: EpsFn, schedule: Schedule,
     return eps_guided
 
 
+def fixed_shape(model_fn: Callable, chunk: int) -> Callable:
+    """Run ``model_fn(x, t, cond)`` on chunks of exactly ``chunk`` rows (the last one padded
+    with copies of row 0). Kernels then see one shape only, so a row's result does not depend
+    on how many rows came with it: this is what makes images independent of the batch size
+    bit for bit (batched convolutions and GEMMs round differently for other batch sizes)."""
+    def run(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        rows = x.shape[0]
+        pad = (-rows) % chunk
+        if pad:
+            x = torch.cat([x, x[:1].expand(pad, *x.shape[1:])])
+            t = torch.cat([t, t[:1].expand(pad)])
+            cond = torch.cat([cond, cond[:1].expand(pad, *cond.shape[1:])])
+        outputs = [model_fn(x[i:i + chunk], t[i:i + chunk], cond[i:i + chunk])
+                   for i in range(0, x.shape[0], chunk)]
+        return torch.cat(outputs)[:rows]
+
+    return run
+
+
 def noisy_classifier_guided(eps_fn: EpsFn, schedule: Schedule,
                             grad_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                             scale: float) -> EpsFn:

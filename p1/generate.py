@@ -1,7 +1,7 @@
 """``bash hw2_1.sh OUT``: 500 MNIST-M and 500 SVHN digits for the grader.
 
     python3 -m p1.generate OUT [--ckpt p1/ddpm_digits.pt] [--sampler dpm++] [--steps 20]
-                               [--guidance 2.0] [--classifier-guidance S] [--seed 0]
+                               [--guidance 4.0] [--classifier-guidance 5.0] [--seed 0]
                                [--batch-size 250] [--device cpu]
 
 writes exactly ``OUT/mnistm/{d}_{001..050}.png`` and ``OUT/svhn/{d}_{001..050}.png``
@@ -21,7 +21,16 @@ import torch
 from PIL import Image
 
 from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, to_uint8
-from p1.diffusion import SAMPLERS, EpsFn, Schedule, guided, initial_noise, make_schedule, sample
+from p1.diffusion import (
+    SAMPLERS,
+    EpsFn,
+    Schedule,
+    fixed_shape,
+    guided,
+    initial_noise,
+    make_schedule,
+    sample,
+)
 from p1.errors import UserError, run_cli
 from p1.guide_classifier import DEFAULT_PATH as DEFAULT_GUIDE
 from p1.guide_classifier import label_guidance, load_guide_classifier
@@ -84,25 +93,6 @@ def precision_context(device: torch.device, precision: str):
 
 
 MODEL_CHUNK = 100
-
-
-def fixed_shape(model_fn: Callable, chunk: int = MODEL_CHUNK) -> Callable:
-    """Run ``model_fn(x, t, cond)`` on chunks of exactly ``chunk`` rows (the last one padded
-    with copies of row 0). Kernels then see one shape only, so a row's result does not depend
-    on how many rows came with it: this is what makes images independent of the batch size
-    bit for bit (batched convolutions and GEMMs round differently for other batch sizes)."""
-    def run(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        rows = x.shape[0]
-        pad = (-rows) % chunk
-        if pad:
-            x = torch.cat([x, x[:1].expand(pad, *x.shape[1:])])
-            t = torch.cat([t, t[:1].expand(pad)])
-            cond = torch.cat([cond, cond[:1].expand(pad, *cond.shape[1:])])
-        outputs = [model_fn(x[i:i + chunk], t[i:i + chunk], cond[i:i + chunk])
-                   for i in range(0, x.shape[0], chunk)]
-        return torch.cat(outputs)[:rows]
-
-    return run
 
 
 @torch.no_grad()
@@ -238,7 +228,7 @@ def load_digit_guidance(args, schedule: Schedule, device: torch.device
     if args.classifier_guidance == 0:
         return None
     classifier = load_guide_classifier(args.guide_classifier, device, schedule)
-    return label_guidance(classifier, schedule, args.classifier_guidance)
+    return label_guidance(classifier, schedule, args.classifier_guidance, args.model_chunk)
 
 
 def validate_sampling_arguments(args, num_timesteps: Optional[int] = None) -> None:

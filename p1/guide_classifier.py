@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from p1.data import NUM_DIGITS, load_digits, to_model_range
-from p1.diffusion import EpsFn, Schedule, make_schedule, noisy_classifier_guided, q_sample
+from p1.diffusion import (
+    EpsFn,
+    Schedule,
+    fixed_shape,
+    make_schedule,
+    noisy_classifier_guided,
+    q_sample,
+)
 from p1.errors import UserError, run_cli
 
 ARCH = "p1-noisy-classifier"
@@ -79,27 +86,31 @@ def log_likelihood(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (targets * F.logsigmoid(logits) + (1 - targets) * F.logsigmoid(-logits)).sum(1)
 
 
-def guidance_gradient(classifier: nn.Module, targets: torch.Tensor
+def guidance_gradient(classifier: nn.Module, targets: torch.Tensor, chunk: int = 0
                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """g(x_t, t) = ∇_{x_t} log p(targets | x_t, t), float32; targets as in log_likelihood."""
-    def gradient(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """g(x_t, t) = ∇_{x_t} log p(targets | x_t, t), float32; targets as in log_likelihood.
+    ``chunk`` > 0 runs the classifier on chunks of exactly that many rows (``fixed_shape``),
+    so that a row's gradient, like the model's output, does not depend on the batch size."""
+    def rows_gradient(x: torch.Tensor, t: torch.Tensor, rows_targets: torch.Tensor
+                      ) -> torch.Tensor:
         with torch.enable_grad():
             x = x.detach().float().requires_grad_(True)
-            chosen = log_likelihood(classifier(x, t).float(), targets.to(x.device)).sum()
+            chosen = log_likelihood(classifier(x, t).float(), rows_targets.to(x.device)).sum()
             return torch.autograd.grad(chosen, x)[0]
 
-    return gradient
+    run = fixed_shape(rows_gradient, chunk) if chunk > 0 else rows_gradient
+    return lambda x, t: run(x, t, targets)
 
 
-def label_guidance(classifier: "NoisyClassifier", schedule: Schedule, scale: float
-                   ) -> Callable[[EpsFn, torch.Tensor], EpsFn]:
+def label_guidance(classifier: "NoisyClassifier", schedule: Schedule, scale: float,
+                   chunk: int = 0) -> Callable[[EpsFn, torch.Tensor], EpsFn]:
     """``extra_guidance`` for ``p1.generate.sample_images``: wraps a batch's predictor with
     classifier guidance towards its conditions (B, D): the digit of a digit condition, the
-    object set of a multi-hot one."""
+    object set of a multi-hot one. ``chunk`` as in guidance_gradient."""
     def wrap(eps_fn: EpsFn, cond: torch.Tensor) -> EpsFn:
         targets = cond if classifier.multi_label else cond[:, :classifier.num_labels].argmax(1)
-        return noisy_classifier_guided(eps_fn, schedule, guidance_gradient(classifier, targets),
-                                       scale)
+        return noisy_classifier_guided(eps_fn, schedule,
+                                       guidance_gradient(classifier, targets, chunk), scale)
 
     return wrap
 

@@ -148,7 +148,8 @@ def main(argv=None) -> None:
         if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
             raise UserError(f"{args.guide_classifier} is not an iCLEVR guide classifier "
                             f"(train one with --dataset iclevr)")
-        extra_guidance = label_guidance(guide, schedule, args.classifier_guidance)
+        extra_guidance = label_guidance(guide, schedule, args.classifier_guidance,
+                                        args.model_chunk)
     elif args.classifier_guidance > 0:
         def extra_guidance(eps_fn, cond):
             return classifier_guided(eps_fn, schedule, evaluator.guidance_gradient(cond),

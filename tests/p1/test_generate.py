@@ -38,6 +38,14 @@ def test_byte_identical_and_batch_size_independent(tmp_path, tiny_checkpoint):
     assert first != read_all(tmp_path / "d")
 
 
+def test_classifier_guided_images_do_not_depend_on_the_batch_size(tmp_path, tiny_checkpoint,
+                                                                   tiny_guide_classifier):
+    guide = ["--classifier-guidance", "30", "--guide-classifier", tiny_guide_classifier]
+    main([str(tmp_path / "a"), "--ckpt", tiny_checkpoint, "--batch-size", "40"] + FAST + guide)
+    main([str(tmp_path / "b"), "--ckpt", tiny_checkpoint, "--batch-size", "7"] + FAST + guide)
+    assert read_all(tmp_path / "a") == read_all(tmp_path / "b")
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_other_samplers(tmp_path, tiny_checkpoint, sampler):
     main([str(tmp_path / "o"), "--ckpt", tiny_checkpoint, "--sampler", sampler,

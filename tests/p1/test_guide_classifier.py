@@ -53,6 +53,15 @@ def test_guidance_gradient_raises_the_target_log_likelihood(targets):
         assert torch.all(score(x + 1e-2 * gradient) > score(x))
 
 
+def test_chunked_gradient_matches_and_pads():
+    torch.manual_seed(0)
+    model = NoisyClassifier(num_timesteps=20, width=8).eval()
+    x, t, digits = torch.randn(5, 3, 28, 28), torch.tensor([1, 2, 3, 4, 5]), torch.arange(5)
+    whole = guidance_gradient(model, digits)(x, t)
+    chunked = guidance_gradient(model, digits, chunk=3)(x, t)  # 3 + 2 rows, the last padded
+    assert chunked.shape == x.shape and torch.allclose(whole, chunked, atol=1e-5)
+
+
 def test_label_guidance_targets_the_digit_or_the_object_set(tmp_path):
     digits = load_guide_classifier(save_tiny_guide_classifier(tmp_path / "d.pt"), CPU,
                                    linear_schedule(20))

@@ -101,3 +101,14 @@ def to_model_range(images: torch.Tensor) -> torch.Tensor:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255], rounded."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def holdout_split(count: int, share: float, generator: torch.Generator
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(held-out indices, training indices) of ``count`` items: a random ``share`` of them
+    (at least one) held out, drawn from ``generator``; UserError if none would be left."""
+    order = torch.randperm(count, generator=generator)
+    held = max(1, int(count * share))
+    if count - held < 1:
+        raise UserError(f"only {count} images: too few to hold some out")
+    return order[:held], order[held:]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from p1.data import NUM_DIGITS, load_digits, to_model_range
+from p1.data import NUM_DIGITS, holdout_split, load_digits, to_model_range
 from p1.diffusion import (
     EpsFn,
     Schedule,
@@ -213,11 +213,7 @@ def main(argv=None) -> None:
     schedule = make_schedule(schedule_config)
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
-    order = torch.randperm(len(x), generator=generator)
-    held = max(1, int(len(x) * args.holdout))
-    if len(x) - held < 1:
-        raise UserError(f"only {len(x)} images: too few to hold some out")
-    test_idx, train_idx = order[:held], order[held:]
+    test_idx, train_idx = holdout_split(len(x), args.holdout, generator)
 
     config = {"num_timesteps": args.timesteps, "num_labels": settings["num_labels"],
               "image_size": settings["image_size"], "width": args.width,
@@ -249,9 +245,9 @@ def main(argv=None) -> None:
     temporary = out + ".tmp"
     torch.save({"arch": ARCH, "state_dict": model.cpu().state_dict(), "config": config,
                 "multi_label": settings["multi_label"], "schedule_config": schedule_config,
-                "dataset": args.dataset, "heldout_accuracy": held_acc, "heldout_images": held,
-                "train_images": len(train_idx), "steps": args.steps,
-                "seconds": round(time.time() - start)}, temporary)
+                "dataset": args.dataset, "heldout_accuracy": held_acc,
+                "heldout_images": len(test_idx), "train_images": len(train_idx),
+                "steps": args.steps, "seconds": round(time.time() - start)}, temporary)
     os.replace(temporary, out)
     print(f"wrote {out}")
 

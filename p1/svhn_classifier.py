@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from p1.data import DATASETS, load_digits, to_model_range
+from p1.data import DATASETS, holdout_split, load_digits, to_model_range
 from p1.errors import UserError, run_cli
 from p1.generate import check_device, default_device
 
@@ -75,11 +75,7 @@ def main(argv=None) -> None:
     x, labels = to_model_range(images), conds[:, :10].argmax(1)
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
-    order = torch.randperm(len(x), generator=generator)
-    held = max(1, int(len(x) * args.holdout))
-    if len(x) - held < 1:
-        raise UserError(f"only {len(x)} images: too few to hold some out")
-    test_idx, train_idx = order[:held], order[held:]
+    test_idx, train_idx = holdout_split(len(x), args.holdout, generator)
 
     model = build_classifier().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -104,10 +100,10 @@ def main(argv=None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     temporary = args.out + ".tmp"
     torch.save({"arch": "p1-svhn-cnn", "state_dict": model.cpu().state_dict(),
-                "heldout_accuracy": held_acc, "heldout_images": held, "train_images": len(
+                "heldout_accuracy": held_acc, "heldout_images": len(test_idx), "train_images": len(
                     train_idx), "epochs": args.epochs, "data": args.data}, temporary)
     os.replace(temporary, args.out)
-    print(f"wrote {args.out} (held-out accuracy {held_acc:.4f} on {held} images)")
+    print(f"wrote {args.out} (held-out accuracy {held_acc:.4f} on {len(test_idx)} images)")
 
 
 if __name__ == "__main__":

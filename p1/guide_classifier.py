@@ -49,9 +49,12 @@ class NoisyClassifier(nn.Module):
     side down to at most 8 (28 -> 14 -> 7, 64/2 = 32 -> 16 -> 8) before a two-layer head."""
 
     def __init__(self, num_timesteps: int = 1000, num_labels: int = NUM_DIGITS,
-                 image_size: int = 28, width: int = 32, patch_size: int = 1):
+                 image_size: int = 28, width: int = 32, patch_size: int = 1,
+                 multi_label: bool = False):
         super().__init__()
         self.num_timesteps = num_timesteps
+        self.num_labels = num_labels
+        self.multi_label = multi_label  # sigmoids over a label set instead of a softmax
         self.patch_size = patch_size
 
         def conv(in_ch, out_ch):
@@ -135,9 +138,8 @@ def load_guide_classifier(path: str, device: torch.device,
                         f"({state['schedule_config']}) than the diffusion model's; train one "
                         "for it (python3 -m p1.guide_classifier) or turn classifier guidance "
                         "off (--classifier-guidance 0)")
-    model = NoisyClassifier(**state["config"])
+    model = NoisyClassifier(**state["config"], multi_label=state["multi_label"])
     model.load_state_dict(state["state_dict"])
-    model.multi_label, model.num_labels = state["multi_label"], state["config"]["num_labels"]
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -160,9 +162,9 @@ def noisy_accuracy(model: nn.Module, schedule: Schedule, x0: torch.Tensor,
         if targets.dim() == 1:
             result[step] = (logits.argmax(1) == targets).float().mean().item()
         else:
-            k = targets.sum(1, keepdim=True).long()
-            ranks = logits.argsort(1, descending=True).argsort(1)
-            result[step] = ((ranks < k) & (targets > 0)).sum().item() / targets.sum().item()
+            from p1.iclevr.evaluator import accuracy
+
+            result[step] = accuracy(torch.sigmoid(logits), targets)
     return result
 
 
@@ -218,7 +220,7 @@ def main(argv=None) -> None:
     config = {"num_timesteps": args.timesteps, "num_labels": settings["num_labels"],
               "image_size": settings["image_size"], "width": args.width,
               "patch_size": settings["patch_size"]}
-    model = NoisyClassifier(**config).to(device)
+    model = NoisyClassifier(**config, multi_label=settings["multi_label"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps)
     start = time.time()

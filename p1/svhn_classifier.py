@@ -100,8 +100,9 @@ def main(argv=None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     temporary = args.out + ".tmp"
     torch.save({"arch": "p1-svhn-cnn", "state_dict": model.cpu().state_dict(),
-                "heldout_accuracy": held_acc, "heldout_images": len(test_idx), "train_images": len(
-                    train_idx), "epochs": args.epochs, "data": args.data}, temporary)
+                "heldout_accuracy": held_acc, "heldout_images": len(test_idx),
+                "train_images": len(train_idx), "epochs": args.epochs, "data": args.data},
+               temporary)
     os.replace(temporary, args.out)
     print(f"wrote {args.out} (held-out accuracy {held_acc:.4f} on {len(test_idx)} images)")
 

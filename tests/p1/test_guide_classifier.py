@@ -114,3 +114,22 @@ def test_bad_inputs(tmp_path):
         load_guide_classifier(str(tmp_path / "junk.pt"), CPU, schedule)
     with pytest.raises(UserError, match="--steps"):
         main(["--steps", "0"])
+
+
+def test_noisy_accuracy_top1_and_lab_rule():
+    from p1.guide_classifier import noisy_accuracy
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x, t):
+            return self.logits[: len(x)]
+
+    schedule, x0 = linear_schedule(20), torch.zeros(2, 3, 28, 28)
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    assert noisy_accuracy(Fixed(logits), schedule, x0, torch.tensor([0, 0]), [0], CPU) == {0: 0.5}
+    objects = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # hits: 2 of 2, 0 of 1
+    assert noisy_accuracy(Fixed(logits), schedule, x0, objects, [0, 10], CPU) == {
+        0: 2 / 3, 10: 2 / 3}

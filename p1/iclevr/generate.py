@@ -3,7 +3,7 @@
     python3 -m p1.iclevr OUT --ckpt runs/iclevr/ema.pt --evaluator checkpoint.pth
                          [--tests test.json new_test.json] [--classifier-guidance 0]
                          [--guide-classifier PATH] [--sampler dpm++] [--steps 50]
-                         [--guidance 2.0] [--seed 0]
+                         [--guidance 2.0] [--seed 0] [--cross-check PATH]
 
 writes, for each test file NAME.json (default: the lab's test.json and new_test.json)::
 
@@ -17,7 +17,10 @@ or a stand-in in the same format. ``--classifier-guidance S`` > 0 adds a classif
 to the classifier-free guidance: the evaluator's own, judged on the clean-image estimate
 (``p1.diffusion.classifier_guided``), or, with ``--guide-classifier``, that of a separate
 noise-aware classifier (``p1.guide_classifier --dataset iclevr``), so that the evaluator only
-judges and is not also the thing the images were steered to please.
+judges and is not also the thing the images were steered to please. ``--cross-check PATH``
+also scores the images with such a noise-aware classifier at t = 0, a second judge that
+shows how much of a score under evaluator guidance the images earn and how much is the
+guidance pleasing the judge it follows.
 """
 import argparse
 import json
@@ -42,7 +45,7 @@ from p1.generate import (
     sample_images,
     validate_sampling_arguments,
 )
-from p1.guide_classifier import label_guidance, load_guide_classifier
+from p1.guide_classifier import label_guidance, load_guide_classifier, noisy_accuracy
 from p1.iclevr.evaluator import load_evaluator
 from p1.iclevr.labels import (
     NUM_OBJECTS,
@@ -86,6 +89,15 @@ def denoising_frames(model, schedule, cond: torch.Tensor, seed: int, args,
     return torch.stack(uint8 + [final[0]])
 
 
+def load_iclevr_guide(path: str, device: torch.device, schedule):
+    """A noise-aware iCLEVR classifier from ``p1.guide_classifier``; UserError for any other."""
+    guide = load_guide_classifier(path, device, schedule)
+    if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
+        raise UserError(f"{path} is not an iCLEVR guide classifier (train one with "
+                        "--dataset iclevr)")
+    return guide
+
+
 def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch.Tensor,
                   accuracy: Dict[str, dict]) -> None:
     """Write every output into a staging folder, then move each into place."""
@@ -125,6 +137,9 @@ def main(argv=None) -> None:
     parser.add_argument("--guide-classifier", default=None,
                         help="noise-aware classifier that guides instead of the evaluator "
                              "(python3 -m p1.guide_classifier --dataset iclevr)")
+    parser.add_argument("--cross-check", default=None, metavar="GUIDE_CLASSIFIER",
+                        help="also score the images with this noise-aware classifier at t = 0, "
+                             "a judge independent of the evaluator")
     args = parser.parse_args(argv)
     validate_sampling_arguments(args)
     if args.classifier_guidance < 0:
@@ -144,16 +159,15 @@ def main(argv=None) -> None:
 
     extra_guidance = None
     if args.classifier_guidance > 0 and args.guide_classifier:
-        guide = load_guide_classifier(args.guide_classifier, device, schedule)
-        if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
-            raise UserError(f"{args.guide_classifier} is not an iCLEVR guide classifier "
-                            f"(train one with --dataset iclevr)")
+        guide = load_iclevr_guide(args.guide_classifier, device, schedule)
         extra_guidance = label_guidance(guide, schedule, args.classifier_guidance,
                                         args.model_chunk)
     elif args.classifier_guidance > 0:
         def extra_guidance(eps_fn, cond):
             return classifier_guided(eps_fn, schedule, evaluator.guidance_gradient(cond),
                                      args.classifier_guidance)
+    second_judge = (load_iclevr_guide(args.cross_check, device, schedule)
+                    if args.cross_check else None)
 
     results, accuracy = {}, {}
     for file_index, (stem, sets) in enumerate(label_sets.items()):
@@ -167,14 +181,19 @@ def main(argv=None) -> None:
         results[stem] = images
         accuracy[stem] = {"accuracy": score, "images": len(sets),
                           "labels": int(cond.sum().item()), "seconds": time.time() - start}
-        print(f"{stem}: accuracy {score:.4f} ({len(sets)} images, "
-              f"{accuracy[stem]['seconds']:.1f} s)")
+        line = (f"{stem}: accuracy {score:.4f} ({len(sets)} images, "
+                f"{accuracy[stem]['seconds']:.1f} s)")
+        if second_judge is not None:
+            accuracy[stem]["cross_check"] = noisy_accuracy(
+                second_judge, schedule, to_model_range(images), cond, [0], device)[0]
+            line += f", cross-check {accuracy[stem]['cross_check']:.4f}"
+        print(line)
     denoise = denoising_frames(model, schedule, multi_hot([DENOISE_SET], objects),
                                sample_seeds(args.seed, len(label_sets), 1)[0], args,
                                extra_guidance)
     settings = {key: getattr(args, key) for key in ("sampler", "steps", "guidance",
                                                    "classifier_guidance", "guide_classifier",
-                                                   "seed", "ckpt", "evaluator")}
+                                                   "seed", "ckpt", "evaluator", "cross_check")}
     write_results(args.out_dir, results, denoise, dict(accuracy, settings=settings))
     print(f"wrote {', '.join(results)}, grids, denoise.png and accuracy.json to {args.out_dir}")
 

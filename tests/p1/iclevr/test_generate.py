@@ -69,9 +69,23 @@ def test_a_separate_guide_classifier_can_steer_instead_of_the_evaluator(tmp_path
     assert report["settings"]["guide_classifier"] == guide
 
 
+def test_cross_check_scores_the_images_with_a_second_judge(tmp_path, lab, capsys):
+    guide = save_tiny_guide_classifier(tmp_path / "guide.pt", num_labels=24, image_size=64,
+                                       patch_size=2)
+    run(lab, tmp_path / "plain")
+    run(lab, tmp_path / "checked", "--cross-check", guide)
+    assert "cross-check" in capsys.readouterr().out.splitlines()[-2]
+    report = json.loads((tmp_path / "checked" / "accuracy.json").read_text())
+    assert 0.0 <= report["mini"]["cross_check"] <= 1.0
+    assert report["settings"]["cross_check"] == guide
+    images = [(tmp_path / name / "mini" / "1.png").read_bytes() for name in ("plain", "checked")]
+    assert images[0] == images[1]
+
+
 @pytest.mark.parametrize("problem, message", [
     ("unknown", "unknown object name.*'pink cube'"),
     ("digit guide", "not an iCLEVR guide classifier"),
+    ("digit judge", "not an iCLEVR guide classifier"),
     ("empty", "is empty"),
     ("evaluator", "not an evaluator checkpoint"),
     ("digits", "not an iCLEVR model"),
@@ -89,6 +103,8 @@ def test_bad_inputs_one_line_and_nothing_written(tmp_path, lab, capsys, problem,
     if problem == "digit guide":
         extra = ["--classifier-guidance", "1", "--guide-classifier",
                  save_tiny_guide_classifier(tmp_path / "digit_guide.pt")]
+    elif problem == "digit judge":
+        extra = ["--cross-check", save_tiny_guide_classifier(tmp_path / "digit_guide.pt")]
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda argv: run(lab, out, *extra))

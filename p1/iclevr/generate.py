@@ -3,7 +3,7 @@
     python3 -m p1.iclevr OUT --ckpt runs/iclevr/ema.pt --evaluator checkpoint.pth
                          [--tests test.json new_test.json] [--classifier-guidance 0]
                          [--guide-classifier PATH] [--sampler dpm++] [--steps 50]
-                         [--guidance 2.0] [--seed 0] [--cross-check PATH]
+                         [--guidance 4.0] [--seed 0] [--cross-check PATH]
 
 writes, for each test file NAME.json (default: the lab's test.json and new_test.json)::
 
@@ -59,7 +59,7 @@ from p1.iclevr.labels import (
 DENOISE_SET = ["red sphere", "cyan cylinder", "cyan cube"]
 DENOISE_FRAMES = 10
 PER_ROW = 8
-DEFAULTS = {"steps": 50, "guidance": 2.0}
+DEFAULTS = {"steps": 50, "guidance": 4.0}
 
 
 def sample_seeds(seed: int, file_index: int, count: int) -> List[int]:

@@ -18,9 +18,10 @@ to the classifier-free guidance: the evaluator's own, judged on the clean-image 
 (``p1.diffusion.classifier_guided``), or, with ``--guide-classifier``, that of a separate
 noise-aware classifier (``p1.guide_classifier --dataset iclevr``), so that the evaluator only
 judges and is not also the thing the images were steered to please. ``--cross-check PATH``
-also scores the images with such a noise-aware classifier at t = 0, a second judge that
-shows how much of a score under evaluator guidance the images earn and how much is the
-guidance pleasing the judge it follows.
+also scores the images with a second judge: another evaluator in the lab's format (e.g. a
+stand-in trained with another seed) or such a noise-aware classifier at t = 0. It shows how
+much of a score under evaluator guidance the images earn and how much is the guidance
+pleasing the judge it follows.
 """
 import argparse
 import json
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import torch
 from PIL import Image
@@ -98,6 +99,22 @@ def load_iclevr_guide(path: str, device: torch.device, schedule):
     return guide
 
 
+def load_second_judge(path: str, device: torch.device,
+                      schedule) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """``--cross-check``: (images in [-1, 1] (N, 3, 64, 64), multi-hot (N, 24)) -> the lab's
+    accuracy, from a checkpoint in the lab's format (``{"model": ...}``: a second evaluator)
+    or else a noise-aware iCLEVR guide classifier, which judges at t = 0."""
+    try:
+        holds_lab_model = "model" in torch.load(path, map_location="cpu")
+    except Exception:  # not readable as a lab checkpoint: the guide loader names the problem
+        holds_lab_model = False
+    if holds_lab_model:
+        judge = load_evaluator(path, device)
+        return lambda images, cond: judge.eval(images.to(device), cond.to(device))
+    guide = load_iclevr_guide(path, device, schedule)
+    return lambda images, cond: noisy_accuracy(guide, schedule, images, cond, [0], device)[0]
+
+
 def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch.Tensor,
                   accuracy: Dict[str, dict]) -> None:
     """Write every output into a staging folder, then move each into place."""
@@ -137,9 +154,9 @@ def main(argv=None) -> None:
     parser.add_argument("--guide-classifier", default=None,
                         help="noise-aware classifier that guides instead of the evaluator "
                              "(python3 -m p1.guide_classifier --dataset iclevr)")
-    parser.add_argument("--cross-check", default=None, metavar="GUIDE_CLASSIFIER",
-                        help="also score the images with this noise-aware classifier at t = 0, "
-                             "a judge independent of the evaluator")
+    parser.add_argument("--cross-check", default=None, metavar="JUDGE",
+                        help="also score the images with a second judge: an evaluator in the "
+                             "lab's format or a noise-aware guide classifier (at t = 0)")
     args = parser.parse_args(argv)
     validate_sampling_arguments(args)
     if args.classifier_guidance < 0:
@@ -166,7 +183,7 @@ def main(argv=None) -> None:
         def extra_guidance(eps_fn, cond):
             return classifier_guided(eps_fn, schedule, evaluator.guidance_gradient(cond),
                                      args.classifier_guidance)
-    second_judge = (load_iclevr_guide(args.cross_check, device, schedule)
+    second_judge = (load_second_judge(args.cross_check, device, schedule)
                     if args.cross_check else None)
 
     results, accuracy = {}, {}
@@ -184,8 +201,7 @@ def main(argv=None) -> None:
         line = (f"{stem}: accuracy {score:.4f} ({len(sets)} images, "
                 f"{accuracy[stem]['seconds']:.1f} s)")
         if second_judge is not None:
-            accuracy[stem]["cross_check"] = noisy_accuracy(
-                second_judge, schedule, to_model_range(images), cond, [0], device)[0]
+            accuracy[stem]["cross_check"] = second_judge(to_model_range(images), cond)
             line += f", cross-check {accuracy[stem]['cross_check']:.4f}"
         print(line)
     denoise = denoising_frames(model, schedule, multi_hot([DENOISE_SET], objects),

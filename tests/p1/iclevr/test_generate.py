@@ -82,6 +82,18 @@ def test_cross_check_scores_the_images_with_a_second_judge(tmp_path, lab, capsys
     assert images[0] == images[1]
 
 
+def test_cross_check_with_a_second_evaluator_in_the_lab_format(tmp_path, lab):
+    torch.manual_seed(1)
+    other = str(tmp_path / "other.pth")
+    save_lab_checkpoint(build_resnet18_evaluator(), other)
+    run(lab, tmp_path / "same", "--cross-check", lab["evaluator"])
+    run(lab, tmp_path / "other", "--cross-check", other)
+    same, second = (json.loads((tmp_path / name / "accuracy.json").read_text())["mini"]
+                    for name in ("same", "other"))
+    assert same["cross_check"] == same["accuracy"]  # the evaluator judging itself agrees
+    assert 0.0 <= second["cross_check"] <= 1.0
+
+
 @pytest.mark.parametrize("problem, message", [
     ("unknown", "unknown object name.*'pink cube'"),
     ("digit guide", "not an iCLEVR guide classifier"),

@@ -60,11 +60,13 @@ def check_device(device: str) -> torch.device:
     return parsed
 
 
-def load_checkpoint(path: str, device: torch.device) -> Tuple[torch.nn.Module, Schedule, Dict]:
+def load_checkpoint(path: str, device: torch.device, how_to_get: str = HOW_TO_GET
+                    ) -> Tuple[torch.nn.Module, Schedule, Dict]:
     """(EMA model in eval mode on device, schedule, checkpoint dict) from a p1 checkpoint:
-    either the full training state (``checkpoint.pt``) or the EMA-only export (``ema.pt``)."""
+    either the full training state (``checkpoint.pt``) or the EMA-only export (``ema.pt``).
+    ``how_to_get`` ends the error message when there is no file at ``path``."""
     if not os.path.isfile(path):
-        raise UserError(f"no checkpoint at {path}; {HOW_TO_GET}")
+        raise UserError(f"no checkpoint at {path}; {how_to_get}")
     try:
         checkpoint = torch.load(path, map_location="cpu")
     except Exception as err:  # torch raises many types for a corrupt file
@@ -190,7 +192,7 @@ def move_into_place(staging: str, out_dir: str, names: Sequence[str]) -> None:
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by the scripts that sample from a checkpoint."""
     parser.add_argument("--ckpt", default=DEFAULT_CHECKPOINT,
-                        help="p1 checkpoint (default: p1/ddpm_digits.pt)")
+                        help="p1 checkpoint (default: the one shipped for the task)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULTS["sampler"],
                         help="dpm++ = DPM-Solver++(2M), ddim, ddpm = ancestral, all T steps")
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"],

@@ -1,6 +1,6 @@
 """Lab 6 results: images, grids, accuracy and the denoising process of an iCLEVR DDPM.
 
-    python3 -m p1.iclevr OUT --ckpt runs/iclevr/ema.pt --evaluator checkpoint.pth
+    python3 -m p1.iclevr OUT [--ckpt p1/iclevr/ddpm_iclevr.pt] --evaluator checkpoint.pth
                          [--tests test.json new_test.json] [--classifier-guidance 0]
                          [--guide-classifier PATH] [--sampler dpm++] [--steps 50]
                          [--guidance 4.0] [--seed 0] [--cross-check PATH]
@@ -58,6 +58,9 @@ from p1.iclevr.labels import (
 )
 
 DENOISE_SET = ["red sphere", "cyan cylinder", "cyan cube"]
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddpm_iclevr.pt")
+HOW_TO_GET = ("train one with `python3 -m p1.train --dataset iclevr --data iclevr_data --out "
+              "runs/iclevr` and pass --ckpt runs/iclevr/ema.pt")
 DENOISE_FRAMES = 10
 PER_ROW = 8
 DEFAULTS = {"steps": 50, "guidance": 4.0}
@@ -143,7 +146,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="output folder")
     add_sampling_arguments(parser)
-    parser.set_defaults(ckpt=os.path.join("runs", "iclevr", "ema.pt"), **DEFAULTS)
+    parser.set_defaults(ckpt=DEFAULT_CHECKPOINT, **DEFAULTS)
     parser.add_argument("--evaluator", default="checkpoint.pth",
                         help="the lab's evaluator weights (dict with key 'model') or a stand-in")
     parser.add_argument("--tests", nargs="+", default=[TEST_JSONS["test"], TEST_JSONS["new_test"]],
@@ -168,7 +171,7 @@ def main(argv=None) -> None:
     label_sets = {stem: read_condition_sets(path, objects) for stem, path in zip(stems, args.tests)}
     device = check_device(args.device)
     evaluator = load_evaluator(args.evaluator, device)
-    model, schedule, _ = load_checkpoint(args.ckpt, device)
+    model, schedule, _ = load_checkpoint(args.ckpt, device, HOW_TO_GET)
     validate_sampling_arguments(args, schedule.num_timesteps)
     if model.cond_dim != NUM_OBJECTS:
         raise UserError(f"{args.ckpt} is not an iCLEVR model (condition size {model.cond_dim}, "

@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from p1.errors import run_cli
+from p1.generate import load_checkpoint
 from p1.iclevr.evaluator import build_resnet18_evaluator, save_lab_checkpoint
-from p1.iclevr.generate import DENOISE_FRAMES, main, sample_seeds
+from p1.iclevr.generate import DEFAULT_CHECKPOINT, DENOISE_FRAMES, main, sample_seeds
 from tests.p1.fixtures import save_tiny_checkpoint, save_tiny_guide_classifier
 
 ICLEVR_MODEL = {"image_size": 64, "cond_dim": 24, "patch_size": 2, "channel_mults": (1, 2),
@@ -125,3 +126,18 @@ def test_bad_inputs_one_line_and_nothing_written(tmp_path, lab, capsys, problem,
     assert error.startswith("error: ") and "\n" not in error
     assert re.search(message, error)
     assert not out.exists() or os.listdir(out) == []
+
+
+def test_the_shipped_checkpoint_is_an_iclevr_model():
+    model, schedule, checkpoint = load_checkpoint(DEFAULT_CHECKPOINT, torch.device("cpu"))
+    assert model.cond_dim == 24 and checkpoint["model_config"]["image_size"] == 64
+    assert schedule.num_timesteps == 1000
+
+
+def test_a_missing_checkpoint_says_how_to_train_one(tmp_path, lab, capsys):
+    lab["ckpt"] = str(tmp_path / "missing.pt")
+    with pytest.raises(SystemExit):
+        run_cli(lambda argv: run(lab, tmp_path / "out"))
+    error = capsys.readouterr().err.strip()
+    assert "missing.pt" in error and "--dataset iclevr" in error
+    assert not (tmp_path / "out").exists()

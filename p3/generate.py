@@ -3,6 +3,8 @@
 For every concept key k and prompt index i of input.json, writes
 OUT/k/i/source{k}_prompt{i}_{n}.png, n = 0..24. Learned token embeddings are read from
 `p3/embeddings/*.pt`, each `{"token": "<new1>", "embedding": (n_vectors, 768) tensor}`.
+A concept token with no learned embedding is replaced by the words of its `src_image` field
+(the initialisation textual inversion starts from: a zero-shot baseline, not the concept).
 Every image has its own seeded noise, so it does not depend on the batch size. Without
 `--steps`, the step count is planned from a timed first batch to fit `--time-budget`.
 """
@@ -16,7 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torchvision.utils import save_image
@@ -45,6 +47,7 @@ class Concept:
     key: str
     token: str
     prompts: List[str]
+    src_words: Optional[str] = None
 
 
 @dataclass
@@ -87,7 +90,11 @@ def read_input(path) -> List[Concept]:
         if (not isinstance(prompts, list) or not prompts
                 or not all(isinstance(p, str) and p.strip() for p in prompts)):
             raise UserError(f"{where}: 'prompt' must be a non-empty list of non-empty strings")
-        concepts.append(Concept(key, token, prompts))
+        src_words = entry.get("src_image")
+        if "src_image" in entry and (not isinstance(src_words, str) or not src_words.strip()):
+            raise UserError(f"{where}: 'src_image' must be a non-empty string (the words "
+                            "standing in for the token until it is learned)")
+        concepts.append(Concept(key, token, prompts, src_words))
     return concepts
 
 
@@ -114,18 +121,45 @@ def load_embeddings(directory, hidden_size) -> Dict[str, torch.Tensor]:
     return embeddings
 
 
-def check_tokens(concepts: List[Concept], embeddings, directory):
-    """Every placeholder token a prompt uses must have a learned embedding."""
+def fallback_words(concepts: List[Concept], embeddings) -> Dict[str, str]:
+    """token -> its concept's `src_image` words, for each concept token with no learned
+    embedding (a learned embedding always wins)."""
+    return {c.token: c.src_words.strip() for c in concepts
+            if c.token not in embeddings and c.src_words is not None}
+
+
+def substitute_words(prompt, words: Dict[str, str]):
+    """The prompt with every fallback token replaced by its words, longest token first."""
+    for token in sorted(words, key=len, reverse=True):
+        prompt = prompt.replace(token, words[token])
+    return prompt
+
+
+def check_tokens(concepts: List[Concept], embeddings, words, directory):
+    """Every placeholder token a prompt uses needs a learned embedding or fallback words."""
     tokens = {c.token for c in concepts} | set(embeddings)
     for concept in concepts:
         for i, prompt in enumerate(concept.prompts):
             for token in sorted(tokens):
-                if token in prompt and token not in embeddings:
+                if token in prompt and token not in embeddings and token not in words:
                     raise UserError(
                         f"prompt {i} of concept {concept.key!r} uses token {token}, which has no "
                         f"learned embedding in {directory} (expected a *.pt file holding "
-                        f"{{'token': {token!r}, 'embedding': (n_vectors, hidden) tensor}})"
+                        f"{{'token': {token!r}, 'embedding': (n_vectors, hidden) tensor}}) and "
+                        "no 'src_image' words in input.json to stand in for it"
                     )
+
+
+def warn_fallbacks(concepts: List[Concept], words, directory):
+    """One warning line per token that generates from its `src_image` words."""
+    for concept in concepts:
+        if concept.token in words:
+            print(f"warning: no learned embedding for {concept.token} in {directory}; using "
+                  f"its src_image words {words[concept.token]!r} instead (a zero-shot baseline, "
+                  f"not the trained concept). To learn it: python3 -m p3.train --concept "
+                  f"{concept.key} --init-word WORD --ckpt sd-v1-4.ckpt --out runs/{concept.key}"
+                  f", then copy runs/{concept.key}/learned_embeds.pt into {directory}",
+                  file=sys.stderr)
 
 
 def check_output_dir(out_dir):
@@ -291,16 +325,19 @@ def main(argv=None):
     cfg = CONFIGS[args.config]()
     concepts = read_input(args.input_json)
     embeddings = load_embeddings(args.embeddings_dir, cfg.text.hidden_size)
-    check_tokens(concepts, embeddings, args.embeddings_dir)
+    words = fallback_words(concepts, embeddings)
+    check_tokens(concepts, embeddings, words, args.embeddings_dir)
     check_output_dir(args.out_dir)
     device = resolve_device(args.device)
+    warn_fallbacks(concepts, words, args.embeddings_dir)
     batch_size = args.batch_size or (8 if device.type == "cuda" else 1)
 
     model = load_checkpoint(args.checkpoint, cfg).to_inference(device)
     print(f"loaded {args.checkpoint} in {time.perf_counter() - start:.1f} s on {device}")
     tokenizer = CLIPTokenizer(placeholders={t: len(v) for t, v in embeddings.items()})
     extra = torch.cat(list(embeddings.values())).to(device) if embeddings else None
-    jobs = [(c.key, i, prompt) for c in concepts for i, prompt in enumerate(c.prompts)]
+    jobs = [(c.key, i, substitute_words(prompt, words))
+            for c in concepts for i, prompt in enumerate(c.prompts)]
     contexts = encode_prompts(model, tokenizer, [p for _, _, p in jobs], extra, device)
     uncond = encode_prompts(model, tokenizer, [""], None, device)
 

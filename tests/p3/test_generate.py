@@ -37,7 +37,7 @@ def files(tmp_path_factory):
 
 
 def write_json(path, data):
-    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
     return str(path)
 
 
@@ -102,6 +102,10 @@ BAD_JSON = [
     ({"0": {"token_name": "<new1>", "prompt": []}}, "non-empty list"),
     ({"../x": {"token_name": "<new1>", "prompt": ["a"]}}, "folder name"),
     ({"0": {"token_name": "<new9>", "prompt": ["a <new9> dog"]}}, "uses token <new9>"),
+    ({"0": {"token_name": "<new9>", "prompt": ["a <new9>"], "src_image": ""}}, "'src_image' must"),
+    ({"0": {"token_name": "<new9>", "prompt": ["a <new9>"], "src_image": 3}}, "'src_image' must"),
+    ({"0": {"token_name": "<new9>", "prompt": ["a <new9>"], "src_image": [" "]}},
+     "'src_image' must"),
 ]
 
 
@@ -151,3 +155,72 @@ def test_hw2_3_sh_reports_one_line_and_exit_status_1(files, tmp_path):
     assert len(errors) == 1 and "missing keys, first: model.diffusion_model" in errors[0]
     assert "unexpected keys, first: conv.weight" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def empty_embeddings(files, out, json_path, *extra):
+    """argv for a run with no learned embeddings at all."""
+    args = argv(files, out, json_path, None, *extra)
+    empty = os.path.join(os.path.dirname(json_path), "no_embeddings")
+    os.makedirs(empty, exist_ok=True)
+    args[args.index("--embeddings-dir") + 1] = empty
+    return args
+
+
+def test_tokens_without_embeddings_use_their_src_image_words(files, tmp_path, capsys):
+    json_path = write_json(tmp_path / "in.json", INPUT)
+    generate.main(empty_embeddings(files, tmp_path / "out", json_path, "--steps", "1",
+                                   "--batch-size", "25"))
+    for key, prompt in [("0", 0), ("1", 0), ("1", 1)]:
+        assert len(os.listdir(tmp_path / "out" / key / str(prompt))) == 25
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert len(warnings) == 2
+    assert "<new1>" in warnings[0] and "'dog'" in warnings[0]
+    assert "p3.train --concept 0" in warnings[0]
+    assert "<new2>" in warnings[1] and "'David Revoy'" in warnings[1]
+
+
+def test_fallback_gives_the_same_images_as_the_words_typed_in(files, tmp_path):
+    """Same ids for the text encoder: the images equal those of the prompt with the words."""
+    fallback = write_json(tmp_path / "token.json", {"0": INPUT["0"]})
+    typed = dict(INPUT["0"], prompt=["A dog shepherd posing proudly on a hilltop."])
+    typed = write_json(tmp_path / "typed.json", {"0": typed})
+    for name, json_path in [("token", fallback), ("typed", typed)]:
+        generate.main(empty_embeddings(files, tmp_path / name, json_path, "--steps", "1",
+                                       "--batch-size", "25"))
+    names = pngs(tmp_path / "token")
+    assert len(names) == 25 and names == pngs(tmp_path / "typed")
+    for name in names:
+        assert (tmp_path / "token" / name).read_bytes() == (tmp_path / "typed" / name).read_bytes()
+
+
+def test_learned_embedding_wins_and_the_other_token_falls_back(files, tmp_path, capsys):
+    (tmp_path / "emb").mkdir()
+    torch.save({"token": "<new1>", "embedding": torch.randn(1, 32)}, str(tmp_path / "emb" / "a.pt"))
+    mixed = {"0": INPUT["0"], "1": dict(INPUT["1"], prompt=["a <new1> next to <new2>"])}
+    args = argv(files, tmp_path / "out", write_json(tmp_path / "in.json", mixed), None,
+                "--steps", "1", "--batch-size", "25")
+    args[args.index("--embeddings-dir") + 1] = str(tmp_path / "emb")
+    generate.main(args)
+    assert pngs(tmp_path / "out") == sorted(
+        [f"0/0/source0_prompt0_{n}.png" for n in range(25)]
+        + [f"1/0/source1_prompt0_{n}.png" for n in range(25)])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and "<new2>" in warnings[0]
+    assert generate.substitute_words("a <new1> next to <new2>", {"<new2>": "David Revoy"}) == (
+        "a <new1> next to David Revoy")
+
+
+def test_private_style_json_other_counts_spellings_and_unicode(files, tmp_path):
+    private = {
+        "0": {"src_image": "cat", "token_name": "<cat-toy>",
+              "prompt": ["a <cat-toy> on a café table", "<cat-toy>", "two <cat-toy>s, 東京"]},
+        "7": {"src_image": "猫の絵", "token_name": "<猫>", "prompt": ["a painting of <猫>"]},
+    }
+    json_path = write_json(tmp_path / "in.json", json.dumps(private, ensure_ascii=False))
+    generate.main(empty_embeddings(files, tmp_path / "out", json_path, "--steps", "1",
+                                   "--batch-size", "25"))
+    expected = [(k, i) for k, n in [("0", 3), ("7", 1)] for i in range(n)]
+    for key, prompt in expected:
+        assert sorted(os.listdir(tmp_path / "out" / key / str(prompt))) == sorted(
+            f"source{key}_prompt{prompt}_{n}.png" for n in range(25))
+    assert len(pngs(tmp_path / "out")) == 100

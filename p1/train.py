@@ -152,17 +152,16 @@ def write_loss_log(out_dir: str, rows) -> None:
 
 
 def setup_distributed(device_arg: str):
-    """(rank, world size, device). Under torchrun, joins the process group (NCCL on GPU,
-    gloo on CPU) and uses GPU LOCAL_RANK."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    """(rank, world size, device). Under torchrun, even with one process, joins the process
+    group (NCCL on GPU, gloo on CPU) and uses GPU LOCAL_RANK."""
+    if "LOCAL_RANK" not in os.environ:
         return 0, 1, check_device(device_arg)
     device = check_device(device_arg)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def autocast_for(device: torch.device, amp: str):
@@ -286,7 +285,7 @@ def main(argv=None) -> None:
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-    net = DistributedDataParallel(model) if world > 1 else model
+    net = DistributedDataParallel(model) if dist.is_initialized() else model
 
     if rank == 0:
         os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
@@ -346,7 +345,7 @@ def main(argv=None) -> None:
                         data.grid_conditions, min(args.sample_steps, schedule.num_timesteps))
             window_start = time.time()
     progress.close()
-    if world > 1:
+    if dist.is_initialized():
         dist.destroy_process_group()
     if rank == 0:
         print(f"done: {os.path.join(args.out, 'ema.pt')} (step {step})")

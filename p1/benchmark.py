@@ -15,13 +15,12 @@ import time
 import torch
 
 from p1.data import DATASETS, NUM_DIGITS, digit_condition
+from p1.devices import check_device, default_device
 from p1.diffusion import linear_schedule, training_loss
 from p1.errors import UserError, run_cli
 from p1.generate import (
     DEFAULT_CHECKPOINT,
     DEFAULT_GUIDE,
-    check_device,
-    default_device,
     load_checkpoint,
     sample_images,
     sample_seed,

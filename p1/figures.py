@@ -18,12 +18,12 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from p1.data import DATASETS, NUM_DIGITS, digit_condition, to_uint8
+from p1.devices import check_device
 from p1.diffusion import initial_noise
 from p1.errors import run_cli
 from p1.generate import (
     add_guide_arguments,
     add_sampling_arguments,
-    check_device,
     grader_jobs,
     load_checkpoint,
     load_digit_guidance,

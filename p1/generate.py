@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from p1.data import COND_DIM, DATASETS, NUM_DIGITS, digit_condition, to_uint8
+from p1.devices import check_device, default_device
 from p1.diffusion import (
     SAMPLERS,
     EpsFn,
@@ -43,21 +44,6 @@ DEFAULTS = {"sampler": "dpm++", "steps": 20, "guidance": 4.0, "classifier_guidan
             "seed": 0}
 HOW_TO_GET = ("train one with `python3 -m p1.train --data hw2_data/digits --out runs/p1` "
               "and pass --ckpt runs/p1/ema.pt (or copy that file to p1/ddpm_digits.pt)")
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def check_device(device: str) -> torch.device:
-    """torch.device from a string; UserError if it names CUDA and none is available."""
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device} requested but CUDA is not available; use --device cpu")
-    return parsed
 
 
 def load_checkpoint(path: str, device: torch.device, how_to_get: str = HOW_TO_GET

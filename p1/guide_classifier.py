@@ -2,7 +2,7 @@
 trained on the diffusion model's own training images:
 
     python3 -m p1.guide_classifier --data hw2_data/digits --out p1/guide_classifier.pt
-    python3 -m p1.guide_classifier --dataset iclevr --data iclevr_data --out runs/iclevr_guide.pt
+    python3 -m p1.iclevr.guide_classifier --data iclevr_data --out runs/iclevr_guide.pt  # Lab 6
 
 Each training image is noised to a random timestep of the diffusion schedule (q(x_t | x_0)),
 so the gradient ∇_{x_t} log p(y | x_t) is meaningful along the whole sampling path. For the
@@ -14,13 +14,15 @@ guided samples stays honest.
 import argparse
 import os
 import time
-from typing import Callable, Dict, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from p1.data import NUM_DIGITS, holdout_split, load_digits, to_model_range
+from p1.devices import check_device, default_device
 from p1.diffusion import (
     EpsFn,
     Schedule,
@@ -33,12 +35,35 @@ from p1.errors import UserError, run_cli
 
 ARCH = "p1-noisy-classifier"
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guide_classifier.pt")
-DATASET_SETTINGS = {  # what the diffusion model of each dataset uses (see p1.train)
-    "digits": {"num_labels": NUM_DIGITS, "multi_label": False, "image_size": 28,
-               "patch_size": 1, "schedule": "linear", "data": "hw2_data/digits"},
-    "iclevr": {"num_labels": 24, "multi_label": True, "image_size": 64, "patch_size": 2,
-               "schedule": "cosine", "data": "iclevr_data"},
-}
+
+
+def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of rows whose highest logit is the target class (N,)."""
+    return (logits.argmax(1) == targets).float().mean().item()
+
+
+@dataclass
+class GuideTask:
+    """What the classifier of one dataset needs: its labels, the image and schedule settings
+    of that dataset's diffusion model (see p1.train), its images and its accuracy rule."""
+    name: str
+    num_labels: int
+    multi_label: bool  # sigmoids over a label set instead of a softmax
+    image_size: int
+    patch_size: int
+    schedule: str
+    load: Callable[[str, int], Tuple[torch.Tensor, torch.Tensor]]  # (data, limit) -> x, y
+    score: Callable[[torch.Tensor, torch.Tensor], float]  # (logits, targets) -> accuracy
+
+
+def load_digit_targets(data: str, limit: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(images in model range (N, 3, 28, 28), digits (N,))."""
+    images, conds = load_digits(data, limit=limit)
+    return to_model_range(images), conds[:, :NUM_DIGITS].argmax(1)
+
+
+DIGITS = GuideTask("digits", NUM_DIGITS, False, 28, 1, "linear", load_digit_targets,
+                   top1_accuracy)
 
 
 class NoisyClassifier(nn.Module):
@@ -146,9 +171,9 @@ def load_guide_classifier(path: str, device: torch.device,
 @torch.no_grad()
 def noisy_accuracy(model: nn.Module, schedule: Schedule, x0: torch.Tensor,
                    targets: torch.Tensor, timesteps: Sequence[int], device,
+                   score: Callable[[torch.Tensor, torch.Tensor], float] = top1_accuracy,
                    seed: int = 1) -> Dict[int, float]:
-    """{t: accuracy} on x0 (N, 3, S, S) noised to each t: top-1 for class indices (N,), the
-    iCLEVR lab's top-k rule (k = number of true objects) for multi-hot targets (N, L)."""
+    """{t: score(logits, targets)} on x0 (N, 3, S, S) noised to each t (top-1 by default)."""
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator)
@@ -159,35 +184,16 @@ def noisy_accuracy(model: nn.Module, schedule: Schedule, x0: torch.Tensor,
                                            noise[i:i + 256]).to(device),
                                   t[i:i + 256].to(device)).float().cpu()
                             for i in range(0, len(x0), 256)])
-        if targets.dim() == 1:
-            result[step] = (logits.argmax(1) == targets).float().mean().item()
-        else:
-            from p1.iclevr.evaluator import accuracy
-
-            result[step] = accuracy(torch.sigmoid(logits), targets)
+        result[step] = score(logits, targets)
     return result
 
 
-def load_training_images(dataset: str, data: str, limit: int):
-    """(images in model range (N, 3, S, S), targets: (N,) digits or (N, 24) multi-hot)."""
-    if dataset == "iclevr":
-        from p1.iclevr.data import load_iclevr
-
-        images, conds = load_iclevr(data, limit=limit)
-        return to_model_range(images), conds
-    images, conds = load_digits(data, limit=limit)
-    return to_model_range(images), conds[:, :NUM_DIGITS].argmax(1)
-
-
-def main(argv=None) -> None:
-    from p1.generate import check_device, default_device  # p1.generate imports this module
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=tuple(DATASET_SETTINGS), default="digits")
-    parser.add_argument("--data", default=None,
-                        help="hw2_data/digits (mnistm/, svhn/) or an iCLEVR folder")
-    parser.add_argument("--out", default=None,
-                        help="default: p1/guide_classifier.pt (digits), runs/iclevr_guide.pt")
+def parse_args(argv=None, description=None, data="hw2_data/digits",
+               out=DEFAULT_PATH):
+    """The training options; ``data`` and ``out`` are the dataset's default paths."""
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=data, help=f"training images (default {data})")
+    parser.add_argument("--out", default=out, help=f"classifier file (default {out})")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -203,24 +209,25 @@ def main(argv=None) -> None:
     if min(args.steps, args.batch_size, args.timesteps) < 1 or not 0 < args.holdout < 1:
         raise UserError("--steps, --batch-size and --timesteps must be >= 1, --holdout in "
                         "(0, 1)")
+    return args
+
+
+def train_guide_classifier(args, task: GuideTask) -> None:
+    """Train on ``task``'s images noised along its schedule; save to ``args.out``."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = check_device(args.device)
-    settings = DATASET_SETTINGS[args.dataset]
-    out = args.out or (DEFAULT_PATH if args.dataset == "digits"
-                       else os.path.join("runs", "iclevr_guide.pt"))
-
-    x, targets = load_training_images(args.dataset, args.data or settings["data"], args.limit)
-    schedule_config = {"kind": settings["schedule"], "num_timesteps": args.timesteps}
+    out = args.out
+    x, targets = task.load(args.data, args.limit)
+    schedule_config = {"kind": task.schedule, "num_timesteps": args.timesteps}
     schedule = make_schedule(schedule_config)
     generator = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     test_idx, train_idx = holdout_split(len(x), args.holdout, generator)
 
-    config = {"num_timesteps": args.timesteps, "num_labels": settings["num_labels"],
-              "image_size": settings["image_size"], "width": args.width,
-              "patch_size": settings["patch_size"]}
-    model = NoisyClassifier(**config, multi_label=settings["multi_label"]).to(device)
+    config = {"num_timesteps": args.timesteps, "num_labels": task.num_labels,
+              "image_size": task.image_size, "width": args.width, "patch_size": task.patch_size}
+    model = NoisyClassifier(**config, multi_label=task.multi_label).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps)
     start = time.time()
@@ -240,18 +247,23 @@ def main(argv=None) -> None:
             print(f"step {step}/{args.steps}: loss {loss.item():.4f} "
                   f"({time.time() - start:.0f} s)", flush=True)
     timesteps = [args.timesteps * fifth // 5 for fifth in range(5)]
-    held_acc = noisy_accuracy(model, schedule, x[test_idx], targets[test_idx], timesteps, device)
+    held_acc = noisy_accuracy(model, schedule, x[test_idx], targets[test_idx], timesteps, device,
+                              task.score)
     print("held-out accuracy by timestep: " + ", ".join(f"t={t}: {a:.3f}"
                                                          for t, a in held_acc.items()))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     temporary = out + ".tmp"
     torch.save({"arch": ARCH, "state_dict": model.cpu().state_dict(), "config": config,
-                "multi_label": settings["multi_label"], "schedule_config": schedule_config,
-                "dataset": args.dataset, "heldout_accuracy": held_acc,
+                "multi_label": task.multi_label, "schedule_config": schedule_config,
+                "dataset": task.name, "heldout_accuracy": held_acc,
                 "heldout_images": len(test_idx), "train_images": len(train_idx),
                 "steps": args.steps, "seconds": round(time.time() - start)}, temporary)
     os.replace(temporary, out)
     print(f"wrote {out}")
+
+
+def main(argv=None) -> None:
+    train_guide_classifier(parse_args(argv), DIGITS)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from p1.data import DATASETS, read_label_csv
+from p1.devices import check_device, default_device
 from p1.errors import UserError, run_cli
-from p1.generate import check_device, default_device
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from p1.data import DATASETS, holdout_split, load_digits, to_model_range
+from p1.devices import check_device, default_device
 from p1.errors import UserError, run_cli
-from p1.generate import check_device, default_device
 
 
 def build_classifier() -> nn.Module:

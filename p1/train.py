@@ -1,14 +1,14 @@
-"""Train a conditional DDPM: the digits (one model for MNIST-M and SVHN) or iCLEVR (Lab 6).
+"""Train the conditional DDPM on the digits (one model for MNIST-M and SVHN).
 
     python3 -m p1.train --data hw2_data/digits --out runs/p1 [--steps 30000] [--batch-size 128]
-    python3 -m p1.train --dataset iclevr --data iclevr_data --out runs/iclevr
     torchrun --nproc_per_node 4 -m p1.train ...      # DistributedDataParallel, one process a GPU
 
-Writes into ``--out``: ``checkpoint.pt`` (model, EMA, optimizer, step, RNG; rewritten
-atomically every ``--ckpt-every`` steps, and a re-run with the same ``--out`` resumes from
-it), ``ema.pt`` (EMA weights + config: what ``hw2_1.sh --ckpt`` loads), ``loss.csv``,
-``loss_curve.png`` and ``samples/step_NNNNNN.png`` (digits: row d is digit d, MNIST-M then
-SVHN; iCLEVR: the 32 sets of test.json, 8 a row).
+The training loop (``train``) takes any ``TrainingSet``; Lab 6 plugs in iCLEVR from its side
+(``python3 -m p1.iclevr.train``). Writes into ``--out``: ``checkpoint.pt`` (model, EMA,
+optimizer, step, RNG; rewritten atomically every ``--ckpt-every`` steps, and a re-run with the
+same ``--out`` resumes from it), ``ema.pt`` (EMA weights + config: what ``hw2_1.sh --ckpt``
+loads), ``loss.csv``, ``loss_curve.png`` and ``samples/step_NNNNNN.png`` (row d is digit d,
+MNIST-M then SVHN).
 
 Batches and noise are drawn from generators seeded by (seed, epoch) and (seed, step, rank),
 so a resumed run continues exactly as an uninterrupted one would.
@@ -30,12 +30,11 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from p1.data import DATASETS, NUM_DIGITS, digit_condition, load_digits, to_model_range
+from p1.devices import check_device, default_device
 from p1.diffusion import drop_condition, make_schedule, training_loss
 from p1.errors import UserError, run_cli
 from p1.figures import save_line_chart
-from p1.generate import check_device, default_device, sample_images
-from p1.iclevr.data import load_iclevr
-from p1.iclevr.labels import TEST_JSONS, load_objects, multi_hot, read_condition_sets
+from p1.generate import sample_images
 from p1.model import build_model, count_parameters
 
 
@@ -86,12 +85,6 @@ def digit_grid_conditions(per_digit: int = 4):
     return digit_condition([d for d, _ in jobs], [k for _, k in jobs]), per_digit * 2
 
 
-def iclevr_grid_conditions():
-    """(conditions (32, 24) of test.json, images per row 8)."""
-    objects = load_objects()
-    return multi_hot(read_condition_sets(TEST_JSONS["test"], objects), objects), 8
-
-
 @dataclass
 class TrainingSet:
     """What differs between the datasets: images uint8 (N, 3, H, W), conditions (N, D), the
@@ -104,12 +97,7 @@ class TrainingSet:
     grid_conditions: Callable
 
 
-def load_training_set(args) -> TrainingSet:
-    if args.dataset == "iclevr":
-        images, conds = load_iclevr(args.data, limit=args.limit)
-        config = {"image_size": 64, "patch_size": 2, "channel_mults": (1, 2, 4)}
-        return TrainingSet(images, conds, config, {"kind": "cosine"}, "iclevr24",
-                           iclevr_grid_conditions)
+def digit_training_set(args) -> TrainingSet:
     images, conds = load_digits(args.data, limit=args.limit)
     config = {"image_size": 28, "patch_size": 1, "channel_mults": (1, 2, 2)}
     return TrainingSet(images, conds, config, {"kind": "linear"}, "digit10+dataset2",
@@ -172,13 +160,12 @@ def autocast_for(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("digits", "iclevr"), default="digits",
-                        help="digits: hw2_data/digits layout; iclevr: train.json + iclevr/")
-    parser.add_argument("--data", default=None,
-                        help="data folder (default hw2_data/digits or iclevr_data)")
-    parser.add_argument("--out", default="runs/p1", help="run folder (resumed if it exists)")
+def parse_args(argv=None, description=None, data="hw2_data/digits",
+               out="runs/p1"):
+    """The training options; ``data`` and ``out`` are the dataset's default folders."""
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=data, help=f"data folder (default {data})")
+    parser.add_argument("--out", default=out, help="run folder (resumed if it exists)")
     parser.add_argument("--steps", type=int, default=30000, help="total optimizer steps")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch size")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -190,16 +177,15 @@ def parse_args(argv=None):
                         help="probability of training a sample without its condition (CFG)")
     parser.add_argument("--base-channels", type=int, default=32)
     parser.add_argument("--channel-mults", type=int, nargs="+", default=None,
-                        help="channel multiplier per level (default: 1 2 2 digits, "
-                             "1 2 4 iCLEVR)")
+                        help="channel multiplier per level (default: the dataset's)")
     parser.add_argument("--patch-size", type=int, default=None,
-                        help="pixels folded into channels (default: 1 digits, 2 iCLEVR)")
+                        help="pixels folded into channels (default: the dataset's)")
     parser.add_argument("--blocks-per-level", type=int, default=1)
     parser.add_argument("--attention-levels", type=int, nargs="*", default=[2])
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--timesteps", type=int, default=1000)
     parser.add_argument("--schedule", choices=("linear", "cosine"), default=None,
-                        help="noise schedule (default: linear digits, cosine iCLEVR)")
+                        help="noise schedule (default: the dataset's)")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only the first N images of each dataset (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -216,8 +202,6 @@ def parse_args(argv=None):
                         help="CPU threads for torch (0 = its default; 1 is faster on a busy CPU)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
-    if args.data is None:
-        args.data = "iclevr_data" if args.dataset == "iclevr" else "hw2_data/digits"
     for name in ("steps", "batch_size", "log_every", "ckpt_every", "timesteps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
@@ -228,8 +212,9 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) -> None:
+    """The whole run (resumed when ``--out`` holds a checkpoint) on the dataset that
+    ``load_training_set(args)`` returns."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed(args.device)
@@ -349,6 +334,10 @@ def main(argv=None) -> None:
         dist.destroy_process_group()
     if rank == 0:
         print(f"done: {os.path.join(args.out, 'ema.pt')} (step {step})")
+
+
+def main(argv=None) -> None:
+    train(parse_args(argv), digit_training_set)
 
 
 if __name__ == "__main__":

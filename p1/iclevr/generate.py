@@ -1,6 +1,6 @@
 """Lab 6 results: images, grids, accuracy and the denoising process of an iCLEVR DDPM.
 
-    python3 -m p1.iclevr OUT [--ckpt p1/iclevr/ddpm_iclevr.pt] --evaluator checkpoint.pth
+    python3 -m p1.iclevr OUT [--ckpt p1/iclevr/ddpm_iclevr.pt] [--evaluator checkpoint.pth]
                          [--tests test.json new_test.json] [--classifier-guidance 0]
                          [--guide-classifier PATH] [--sampler dpm++] [--steps 50]
                          [--guidance 4.0] [--seed 0] [--cross-check PATH]
@@ -12,16 +12,18 @@ writes, for each test file NAME.json (default: the lab's test.json and new_test.
     OUT/denoise.png               ["red sphere", "cyan cylinder", "cyan cube"]: noisy -> clean
     OUT/accuracy.json             the lab's accuracy of each file (all images in one call)
 
-and prints one accuracy line per file. The evaluator is the lab's ResNet18 (``checkpoint.pth``)
-or a stand-in in the same format. ``--classifier-guidance S`` > 0 adds a classifier's gradient
-to the classifier-free guidance: the evaluator's own, judged on the clean-image estimate
-(``p1.diffusion.classifier_guided``), or, with ``--guide-classifier``, that of a separate
-noise-aware classifier (``p1.guide_classifier --dataset iclevr``), so that the evaluator only
-judges and is not also the thing the images were steered to please. ``--cross-check PATH``
-also scores the images with a second judge: another evaluator in the lab's format (e.g. a
-stand-in trained with another seed) or such a noise-aware classifier at t = 0. It shows how
-much of a score under evaluator guidance the images earn and how much is the guidance
-pleasing the judge it follows.
+and prints one accuracy line per file. The evaluator is the lab's ResNet18 (``checkpoint.pth``,
+taken from the working folder when ``--evaluator`` is not given) or a stand-in in the same
+format; with none, everything but accuracy.json is written and one line says so.
+
+``--classifier-guidance S`` > 0 adds a classifier's gradient to the classifier-free guidance:
+the evaluator's own, judged on the clean-image estimate (``p1.diffusion.classifier_guided``),
+or, with ``--guide-classifier``, that of a separate noise-aware classifier
+(``p1.iclevr.guide_classifier``), so that the evaluator only judges and is not also the thing
+the images were steered to please. ``--cross-check PATH`` also scores the images with a second
+judge: another evaluator in the lab's format (e.g. a stand-in trained with another seed) or
+such a noise-aware classifier at t = 0. It shows how much of a score under evaluator guidance
+the images earn and how much is the guidance pleasing the judge it follows.
 """
 import argparse
 import json
@@ -29,18 +31,18 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from p1.data import to_model_range
+from p1.devices import check_device
 from p1.diffusion import classifier_guided
 from p1.errors import UserError, run_cli
 from p1.generate import (
     add_sampling_arguments,
-    check_device,
     load_checkpoint,
     move_into_place,
     sample_images,
@@ -48,6 +50,7 @@ from p1.generate import (
 )
 from p1.guide_classifier import label_guidance, load_guide_classifier, noisy_accuracy
 from p1.iclevr.evaluator import load_evaluator
+from p1.iclevr.guide_classifier import lab_accuracy
 from p1.iclevr.labels import (
     NUM_OBJECTS,
     OBJECTS_JSON,
@@ -59,8 +62,13 @@ from p1.iclevr.labels import (
 
 DENOISE_SET = ["red sphere", "cyan cylinder", "cyan cube"]
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddpm_iclevr.pt")
-HOW_TO_GET = ("train one with `python3 -m p1.train --dataset iclevr --data iclevr_data --out "
+HOW_TO_GET = ("train one with `python3 -m p1.iclevr.train --data iclevr_data --out "
               "runs/iclevr` and pass --ckpt runs/iclevr/ema.pt")
+LAB_EVALUATOR = "checkpoint.pth"
+NO_EVALUATOR = ("accuracy skipped: no evaluator (pass --evaluator with the lab's checkpoint.pth, "
+                "or make a stand-in: python3 -m p1.iclevr.render iclevr_data && python3 -m "
+                "p1.iclevr.train_evaluator --data iclevr_data --out "
+                "runs/iclevr_evaluator/checkpoint.pth)")
 DENOISE_FRAMES = 10
 PER_ROW = 8
 DEFAULTS = {"steps": 50, "guidance": 4.0}
@@ -98,7 +106,7 @@ def load_iclevr_guide(path: str, device: torch.device, schedule):
     guide = load_guide_classifier(path, device, schedule)
     if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
         raise UserError(f"{path} is not an iCLEVR guide classifier (train one with "
-                        "--dataset iclevr)")
+                        "python3 -m p1.iclevr.guide_classifier)")
     return guide
 
 
@@ -115,12 +123,14 @@ def load_second_judge(path: str, device: torch.device,
         judge = load_evaluator(path, device)
         return lambda images, cond: judge.eval(images.to(device), cond.to(device))
     guide = load_iclevr_guide(path, device, schedule)
-    return lambda images, cond: noisy_accuracy(guide, schedule, images, cond, [0], device)[0]
+    return lambda images, cond: noisy_accuracy(guide, schedule, images, cond, [0], device,
+                                               lab_accuracy)[0]
 
 
 def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch.Tensor,
-                  accuracy: Dict[str, dict]) -> None:
-    """Write every output into a staging folder, then move each into place."""
+                  accuracy: Optional[Dict[str, dict]]) -> None:
+    """Write every output into a staging folder, then move each into place (accuracy.json
+    only when there is an accuracy)."""
     os.makedirs(out_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".iclevr-", dir=out_dir)
     try:
@@ -135,9 +145,12 @@ def write_results(out_dir: str, results: Dict[str, torch.Tensor], denoise: torch
             names += [name, f"{name}_grid.png"]
         save_image(make_grid(denoise.float() / 255, nrow=len(denoise)),
                    os.path.join(staging, "denoise.png"))
-        with open(os.path.join(staging, "accuracy.json"), "w") as handle:
-            json.dump(accuracy, handle, indent=2)
-        move_into_place(staging, out_dir, names + ["denoise.png", "accuracy.json"])
+        names.append("denoise.png")
+        if accuracy is not None:
+            with open(os.path.join(staging, "accuracy.json"), "w") as handle:
+                json.dump(accuracy, handle, indent=2)
+            names.append("accuracy.json")
+        move_into_place(staging, out_dir, names)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -147,8 +160,9 @@ def main(argv=None) -> None:
     parser.add_argument("out_dir", help="output folder")
     add_sampling_arguments(parser)
     parser.set_defaults(ckpt=DEFAULT_CHECKPOINT, **DEFAULTS)
-    parser.add_argument("--evaluator", default="checkpoint.pth",
-                        help="the lab's evaluator weights (dict with key 'model') or a stand-in")
+    parser.add_argument("--evaluator", default=None,
+                        help="the lab's evaluator weights (dict with key 'model') or a stand-in "
+                             f"(default: ./{LAB_EVALUATOR} when present, else no accuracy)")
     parser.add_argument("--tests", nargs="+", default=[TEST_JSONS["test"], TEST_JSONS["new_test"]],
                         help="test.json-style files (default: the lab's test and new_test)")
     parser.add_argument("--objects", default=OBJECTS_JSON, help="objects.json")
@@ -156,7 +170,7 @@ def main(argv=None) -> None:
                         help="scale of the classifier gradient (0 = off)")
     parser.add_argument("--guide-classifier", default=None,
                         help="noise-aware classifier that guides instead of the evaluator "
-                             "(python3 -m p1.guide_classifier --dataset iclevr)")
+                             "(python3 -m p1.iclevr.guide_classifier)")
     parser.add_argument("--cross-check", default=None, metavar="JUDGE",
                         help="also score the images with a second judge: an evaluator in the "
                              "lab's format or a noise-aware guide classifier (at t = 0)")
@@ -169,8 +183,15 @@ def main(argv=None) -> None:
     if len(set(stems)) != len(stems):
         raise UserError(f"two test files share a name: {', '.join(stems)}")
     label_sets = {stem: read_condition_sets(path, objects) for stem, path in zip(stems, args.tests)}
+    if args.evaluator is None and os.path.isfile(LAB_EVALUATOR):
+        args.evaluator = LAB_EVALUATOR
+    if args.evaluator is None and args.classifier_guidance > 0 and not args.guide_classifier:
+        raise UserError("--classifier-guidance without --guide-classifier is guidance from the "
+                        "evaluator: pass --evaluator")
+    if args.evaluator is None and args.cross_check:
+        raise UserError("--cross-check compares with the evaluator's score: pass --evaluator")
     device = check_device(args.device)
-    evaluator = load_evaluator(args.evaluator, device)
+    evaluator = load_evaluator(args.evaluator, device) if args.evaluator else None
     model, schedule, _ = load_checkpoint(args.ckpt, device, HOW_TO_GET)
     validate_sampling_arguments(args, schedule.num_timesteps)
     if model.cond_dim != NUM_OBJECTS:
@@ -197,12 +218,15 @@ def main(argv=None) -> None:
                                                                    len(sets)),
                                args.sampler, args.steps, args.guidance, args.batch_size,
                                args.precision, args.model_chunk, extra_guidance=extra_guidance)
-        score = evaluator.eval(to_model_range(images).to(device), cond.to(device))
         results[stem] = images
+        seconds = time.time() - start
+        if evaluator is None:
+            print(f"{stem}: {len(sets)} images ({seconds:.1f} s)")
+            continue
+        score = evaluator.eval(to_model_range(images).to(device), cond.to(device))
         accuracy[stem] = {"accuracy": score, "images": len(sets),
-                          "labels": int(cond.sum().item()), "seconds": time.time() - start}
-        line = (f"{stem}: accuracy {score:.4f} ({len(sets)} images, "
-                f"{accuracy[stem]['seconds']:.1f} s)")
+                          "labels": int(cond.sum().item()), "seconds": seconds}
+        line = f"{stem}: accuracy {score:.4f} ({len(sets)} images, {seconds:.1f} s)"
         if second_judge is not None:
             accuracy[stem]["cross_check"] = second_judge(to_model_range(images), cond)
             line += f", cross-check {accuracy[stem]['cross_check']:.4f}"
@@ -213,6 +237,11 @@ def main(argv=None) -> None:
     settings = {key: getattr(args, key) for key in ("sampler", "steps", "guidance",
                                                    "classifier_guidance", "guide_classifier",
                                                    "seed", "ckpt", "evaluator", "cross_check")}
+    if evaluator is None:
+        write_results(args.out_dir, results, denoise, None)
+        print(NO_EVALUATOR)
+        print(f"wrote {', '.join(results)}, grids and denoise.png to {args.out_dir}")
+        return
     write_results(args.out_dir, results, denoise, dict(accuracy, settings=settings))
     print(f"wrote {', '.join(results)}, grids, denoise.png and accuracy.json to {args.out_dir}")
 

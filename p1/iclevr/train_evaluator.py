@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from p1.data import to_model_range
+from p1.devices import check_device, default_device
 from p1.errors import UserError, run_cli
-from p1.generate import check_device, default_device
 from p1.iclevr.data import load_iclevr
 from p1.iclevr.evaluator import (
     NUM_CLASSES,

@@ -116,7 +116,7 @@ def test_bad_inputs(tmp_path):
         main(["--steps", "0"])
 
 
-def test_noisy_accuracy_top1_and_lab_rule():
+def test_noisy_accuracy_top1_or_the_rule_passed_in():
     from p1.guide_classifier import noisy_accuracy
 
     class Fixed(torch.nn.Module):
@@ -130,6 +130,6 @@ def test_noisy_accuracy_top1_and_lab_rule():
     schedule, x0 = linear_schedule(20), torch.zeros(2, 3, 28, 28)
     logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
     assert noisy_accuracy(Fixed(logits), schedule, x0, torch.tensor([0, 0]), [0], CPU) == {0: 0.5}
-    objects = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # hits: 2 of 2, 0 of 1
-    assert noisy_accuracy(Fixed(logits), schedule, x0, objects, [0, 10], CPU) == {
-        0: 2 / 3, 10: 2 / 3}
+    top_two = lambda logits, targets: 0.25  # noqa: E731 - any score rule is passed in
+    assert noisy_accuracy(Fixed(logits), schedule, x0, torch.tensor([0, 0]), [0, 10], CPU,
+                          top_two) == {0: 0.25, 10: 0.25}

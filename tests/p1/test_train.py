@@ -83,19 +83,3 @@ def test_distributed_data_parallel_on_cpu(tmp_path, digit_layout):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 process(es)" in done.stdout
     assert torch.load(str(tmp_path / "ddp" / "checkpoint.pt"))["step"] == 2
-
-
-def test_train_iclevr_multi_hot_model(tmp_path):
-    from p1.iclevr.render import build
-
-    data = str(tmp_path / "iclevr_data")
-    build(data, scenes=2, width=32, height=24, seed=0)
-    out = str(tmp_path / "run")
-    main(["--dataset", "iclevr", "--data", data, "--out", out, "--steps", "2"] + TINY
-         + ["--sample-every", "2", "--sample-steps", "2"])
-    model, schedule, checkpoint = load_checkpoint(os.path.join(out, "ema.pt"),
-                                                  torch.device("cpu"))
-    assert checkpoint["cond_layout"] == "iclevr24" and checkpoint["schedule_config"] == {
-        "kind": "cosine", "num_timesteps": 20}
-    assert (model.cond_dim, model.image_size, model.patch_size) == (24, 64, 2)
-    assert os.listdir(os.path.join(out, "samples")) == ["step_000002.png"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from p1.errors import run_cli
+from p1.errors import UserError, run_cli
 from p1.generate import load_checkpoint
 from p1.iclevr.evaluator import build_resnet18_evaluator, save_lab_checkpoint
 from p1.iclevr.generate import DEFAULT_CHECKPOINT, DENOISE_FRAMES, main, sample_seeds
@@ -128,6 +128,41 @@ def test_bad_inputs_one_line_and_nothing_written(tmp_path, lab, capsys, problem,
     assert not out.exists() or os.listdir(out) == []
 
 
+def test_without_an_evaluator_writes_everything_but_the_accuracy(tmp_path, lab, capsys,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path / "..")  # no checkpoint.pth in the working folder
+    out = tmp_path / "out"
+    main([str(out), "--ckpt", lab["ckpt"], "--tests", lab["tests"], "--steps", "2",
+          "--device", "cpu"])
+    assert sorted(os.listdir(out)) == ["denoise.png", "mini", "mini_grid.png"]
+    printed = capsys.readouterr().out
+    skipped = [line for line in printed.splitlines() if line.startswith("accuracy skipped")]
+    assert len(skipped) == 1 and "p1.iclevr.train_evaluator" in skipped[0]
+    assert "mini: 3 images" in printed
+
+
+def test_the_lab_evaluator_in_the_working_folder_is_the_default(tmp_path, lab, capsys,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)  # holds the lab fixture's checkpoint.pth
+    main([str(tmp_path / "out"), "--ckpt", lab["ckpt"], "--tests", lab["tests"], "--steps", "2",
+          "--device", "cpu"])
+    assert "mini: accuracy" in capsys.readouterr().out
+    assert (tmp_path / "out" / "accuracy.json").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--classifier-guidance", "1"], "guidance from the evaluator: pass --evaluator"),
+    (["--cross-check", "judge.pth"], "--cross-check compares with the evaluator"),
+])
+def test_evaluator_options_without_an_evaluator_are_refused(tmp_path, lab, monkeypatch, extra,
+                                                            message):
+    monkeypatch.chdir(tmp_path / "..")
+    with pytest.raises(UserError, match=message):
+        main([str(tmp_path / "out"), "--ckpt", lab["ckpt"], "--tests", lab["tests"],
+              "--device", "cpu", *extra])
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_shipped_checkpoint_is_an_iclevr_model():
     model, schedule, checkpoint = load_checkpoint(DEFAULT_CHECKPOINT, torch.device("cpu"))
     assert model.cond_dim == 24 and checkpoint["model_config"]["image_size"] == 64
@@ -139,5 +174,5 @@ def test_a_missing_checkpoint_says_how_to_train_one(tmp_path, lab, capsys):
     with pytest.raises(SystemExit):
         run_cli(lambda argv: run(lab, tmp_path / "out"))
     error = capsys.readouterr().err.strip()
-    assert "missing.pt" in error and "--dataset iclevr" in error
+    assert "missing.pt" in error and "python3 -m p1.iclevr.train" in error
     assert not (tmp_path / "out").exists()

@@ -239,9 +239,13 @@ def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) 
     if os.path.exists(checkpoint_path):
         try:
             state = torch.load(checkpoint_path, map_location="cpu")
-            model_config, schedule_config = state["model_config"], state["schedule_config"]
         except Exception as err:
             raise UserError(f"cannot resume from {checkpoint_path}: {err}") from None
+        if not isinstance(state, dict) or "model_config" not in state:
+            kind = state.get("kind", "another model's") if isinstance(state, dict) else "no"
+            raise UserError(f"{checkpoint_path} holds {kind} run, not a DDPM's; give the DDPM "
+                            "another --out")
+        model_config, schedule_config = state["model_config"], state["schedule_config"]
 
     x_all, conds = to_model_range(data.images), data.conds
     schedule = make_schedule(schedule_config)

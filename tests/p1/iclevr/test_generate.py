@@ -9,7 +9,8 @@ from PIL import Image
 from p1.errors import UserError, run_cli
 from p1.generate import load_checkpoint
 from p1.iclevr.evaluator import build_resnet18_evaluator, save_lab_checkpoint
-from p1.iclevr.generate import DEFAULT_CHECKPOINT, DENOISE_FRAMES, main, sample_seeds
+from p1.iclevr.gan import Generator, export_state
+from p1.iclevr.generate import DEFAULT_CHECKPOINTS, DENOISE_FRAMES, main, sample_seeds
 from tests.p1.fixtures import save_tiny_checkpoint, save_tiny_guide_classifier
 
 ICLEVR_MODEL = {"image_size": 64, "cond_dim": 24, "patch_size": 2, "channel_mults": (1, 2),
@@ -164,7 +165,7 @@ def test_evaluator_options_without_an_evaluator_are_refused(tmp_path, lab, monke
 
 
 def test_the_shipped_checkpoint_is_an_iclevr_model():
-    model, schedule, checkpoint = load_checkpoint(DEFAULT_CHECKPOINT, torch.device("cpu"))
+    model, schedule, checkpoint = load_checkpoint(DEFAULT_CHECKPOINTS["ddpm"], torch.device("cpu"))
     assert model.cond_dim == 24 and checkpoint["model_config"]["image_size"] == 64
     assert schedule.num_timesteps == 1000
 
@@ -175,4 +176,53 @@ def test_a_missing_checkpoint_says_how_to_train_one(tmp_path, lab, capsys):
         run_cli(lambda argv: run(lab, tmp_path / "out"))
     error = capsys.readouterr().err.strip()
     assert "missing.pt" in error and "python3 -m p1.iclevr.train" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def gan(tmp_path):
+    """A tiny exported GAN generator (16×16, upsampled to 64 by the CLI)."""
+    torch.manual_seed(0)
+    config = {"z_dim": 8, "cond_dim": 24, "channels": 16, "image_size": 16}
+    path = str(tmp_path / "gan.pt")
+    torch.save(export_state(Generator(**config).eval(), config, 3), path)
+    return path
+
+
+def test_gan_writes_images_grids_and_accuracy_but_no_denoising_row(tmp_path, lab, gan, capsys):
+    for name in ("a", "b"):
+        main([str(tmp_path / name), "--model", "gan", "--ckpt", gan, "--evaluator",
+              lab["evaluator"], "--tests", lab["tests"], "--device", "cpu"])
+    out = tmp_path / "a"
+    assert sorted(os.listdir(out)) == ["accuracy.json", "mini", "mini_grid.png"]
+    assert Image.open(out / "mini" / "2.png").size == (64, 64)
+    assert (out / "mini" / "1.png").read_bytes() == (tmp_path / "b" / "mini" / "1.png").read_bytes()
+    report = json.loads((out / "accuracy.json").read_text())
+    assert report["settings"]["model"] == "gan" and "sampler" not in report["settings"]
+    assert "mini: accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, which, message", [
+    ("ddpm", "gan", "is a GAN checkpoint: pass --model gan"),
+    ("gan", "ckpt", "is a DDPM checkpoint: pass --model ddpm"),
+])
+def test_a_checkpoint_of_the_other_model_is_named(tmp_path, lab, gan, capsys, model, which,
+                                                 message):
+    ckpt = gan if which == "gan" else lab["ckpt"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda argv: main([str(tmp_path / "out"), "--model", model, "--ckpt", ckpt,
+                                   "--tests", lab["tests"], "--device", "cpu"]))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and message in error and "\n" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_gan_refuses_classifier_guidance_and_an_unknown_model(tmp_path, lab, gan, capsys):
+    with pytest.raises(UserError, match="does not apply to --model gan"):
+        main([str(tmp_path / "out"), "--model", "gan", "--ckpt", gan, "--evaluator",
+              lab["evaluator"], "--classifier-guidance", "1", "--tests", lab["tests"]])
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "out"), "--model", "vae"])
+    assert exit_info.value.code == 2 and "invalid choice: 'vae'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

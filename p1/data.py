@@ -77,7 +77,9 @@ def load_digits(root: str, datasets: Sequence[str] = DATASETS,
     """All images of ``root/<dataset>`` as uint8 (N, 3, 28, 28) and conditions (N, 12).
     ``limit`` > 0 keeps the first ``limit`` rows of each csv (for quick runs)."""
     if not os.path.isdir(root):
-        raise UserError(f"data folder {root} does not exist (expected hw2_data/digits)")
+        raise UserError(f"data folder {root} does not exist (expected mnistm/ and svhn/ with "
+                        "train.csv: the course's hw2_data/digits, or stand-ins from "
+                        f"python3 -m p1.standin {root})")
     images, conds = [], []
     for name in datasets:
         if name not in DATASETS:

@@ -31,7 +31,8 @@ def load_iclevr(root: str, size: int = IMAGE_SIZE, limit: int = 0
     """Images uint8 (N, 3, size, size) (resized with antialiasing) and multi-hot float
     conditions (N, 24) of every train.json entry; ``limit`` > 0 keeps the first entries."""
     if not os.path.isdir(root):
-        raise UserError(f"data folder {root} does not exist (expected train.json and iclevr/)")
+        raise UserError(f"data folder {root} does not exist (expected train.json and iclevr/: "
+                        f"the lab's data, or stand-ins from python3 -m p1.iclevr.render {root})")
     objects = load_objects(objects_path_of(root))
     entries = read_train_labels(os.path.join(root, "train.json"), objects)
     if limit > 0:

@@ -31,7 +31,7 @@ def test_load_iclevr_resizes_and_encodes(tmp_path):
 
 
 def test_load_iclevr_bad_inputs(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist .*python3 -m p1.iclevr.render"):
         load_iclevr(str(tmp_path / "none"))
     root = write_layout(str(tmp_path / "d"), {"a.png": ["red cube"]})
     with open(os.path.join(root, "iclevr", "a.png"), "wb") as handle:

@@ -36,7 +36,7 @@ REVERSE_TIMES = (1000, 800, 600, 400, 200, 0)
 DATASET_TITLES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
 
 
-def _font(size: int):
+def load_font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -48,7 +48,7 @@ def save_line_chart(xs: Sequence[float], ys: Sequence[float], path: str, title: 
     """A plain line chart (log-scale y when all values are positive) drawn with PIL."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    font = _font(12)
+    font = load_font(12)
     left, right, top, bottom = 70, width - 20, 30, height - 40
     draw.text((left, 8), title, fill="black", font=font)
     draw.rectangle([left, top, right, bottom], outline="black")
@@ -102,7 +102,7 @@ def labelled_strip(rows: Sequence[Sequence[torch.Tensor]], row_titles: Sequence[
     canvas = Image.new("RGB", (margin_left + len(column_titles) * (cell_w + gap),
                                margin_top + len(rows) * (cell_h + gap)), "white")
     draw = ImageDraw.Draw(canvas)
-    font = _font(14)
+    font = load_font(14)
     for j, title in enumerate(column_titles):
         draw.text((margin_left + j * (cell_w + gap) + 8, 4), title, fill="black", font=font)
     for i, (row, title) in enumerate(zip(rows, row_titles)):

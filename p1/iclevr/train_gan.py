@@ -4,9 +4,10 @@
 
 Writes into ``--out``: ``checkpoint.pt`` (both networks, the generator's EMA, both optimizers,
 step; rewritten atomically every ``--ckpt-every`` steps; a re-run with the same ``--out``
-resumes from it), ``gan.pt`` (the EMA generator with standing BatchNorm statistics: what
-``python3 -m p1.iclevr --model gan --ckpt`` loads), ``loss.csv``, ``loss_curve.png`` (the
-discriminator's and the generator's loss) and ``samples/step_NNNNNN.png`` (test.json's 32 sets).
+resumes from it), ``gan.pt`` (the EMA generator with standing BatchNorm statistics and the
+training seconds: what ``python3 -m p1.iclevr --model gan --ckpt`` loads), ``loss.csv``,
+``loss_curve.png`` (the discriminator's and the generator's loss) and
+``samples/step_NNNNNN.png`` (test.json's 32 sets).
 
 One discriminator step and one generator step per iteration, on the same fakes; Adam with
 β = (0, 0.9) and the two-timescale rates (Heusel et al. 2017). Batches, latents and flips come
@@ -131,6 +132,19 @@ def write_loss_log(out_dir: str, rows, truncate_after: int = -1) -> None:
     combined.save(os.path.join(out_dir, "loss_curve.png"))
 
 
+def logged_training_seconds(out_dir: str, batch_size: int) -> float:
+    """Seconds spent in training steps, from loss.csv: each row's steps × batch / images_per_s
+    (sampling and checkpointing excluded; sums across resumed runs)."""
+    path = os.path.join(out_dir, "loss.csv")
+    seconds, previous = 0.0, 0
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            step = int(row["step"])
+            seconds += (step - previous) * batch_size / max(float(row["images_per_s"]), 1e-9)
+            previous = step
+    return seconds
+
+
 def frozen_generator(ema: Generator, conds: torch.Tensor, args) -> Generator:
     """A copy of the EMA generator in eval mode with standing BatchNorm statistics."""
     frozen = copy.deepcopy(ema)
@@ -191,8 +205,9 @@ def train(args: argparse.Namespace) -> None:
                      "generator_ema": ema.state_dict(), "opt_g": opt_g.state_dict(),
                      "opt_d": opt_d.state_dict(), "step": current_step, "args": vars(args)},
                     checkpoint_path)
-        atomic_save(export_state(frozen_generator(ema, conds, args).cpu(), g_config, current_step),
-                    os.path.join(args.out, "gan.pt"))
+        exported = export_state(frozen_generator(ema, conds, args).cpu(), g_config, current_step)
+        exported["train_seconds"] = logged_training_seconds(args.out, args.batch_size)
+        atomic_save(exported, os.path.join(args.out, "gan.pt"))
 
     grid_conds, per_row = test_json_grid_conditions()
     progress = tqdm(total=args.steps, initial=step, dynamic_ncols=True)
@@ -231,9 +246,9 @@ def train(args: argparse.Namespace) -> None:
             pending.append([step] + [f"{m:.6f}" for m in means] + [f"{rate:.1f}"])
             window, window_start = [], time.time()
         if step % args.ckpt_every == 0 or step == args.steps:
-            save_state(step)
             write_loss_log(args.out, pending)
             pending = []
+            save_state(step)
         if args.sample_every and (step % args.sample_every == 0 or step == args.steps):
             grid = generate(frozen_generator(ema, conds, args), grid_conds,
                             list(range(len(grid_conds))))

@@ -38,6 +38,7 @@ def test_outputs(tmp_path, data):
     assert [row["step"] for row in rows] == ["1", "2"]
     generator, checkpoint = load_generator(str(out / "gan.pt"), torch.device("cpu"), "")
     assert checkpoint["step"] == 2 and generator.image_size == 16
+    assert checkpoint["train_seconds"] > 0
 
 
 def test_resume_is_exact(tmp_path, data):

@@ -30,12 +30,14 @@ def add_identity(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="any pending item is an error (the final build)")
     parser.add_argument("--results", default=HERE, help=argparse.SUPPRESS)  # tests: fixtures
+    parser.add_argument("--output-dir", default=None, help=argparse.SUPPRESS)  # tests: PDFs
 
 
 def build_and_report(args) -> None:
     start = time.time()
-    pending = build(args.student_id, args.name, report_dir=args.results, strict=args.strict)
-    hw2_pdf, lab6_pdf = output_paths(args.student_id, args.name)
+    pending = build(args.student_id, args.name, report_dir=args.results, strict=args.strict,
+                    output_dir=args.output_dir)
+    hw2_pdf, lab6_pdf = output_paths(args.student_id, args.name, args.output_dir)
     if pending:
         print(f"pending ({len(pending)}; each is a framed box in its PDF):")
         for item in pending:
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
     add_identity(package_parser)
     package_parser.add_argument("--out", default=HERE, help="folder for the zip and the .pth")
     args = parser.parse_args(argv)
-    for key in ("results", "out", "data", "unet", "sd_ckpt", "clip", "evaluator"):
+    for key in ("results", "output_dir", "out", "data", "unet", "sd_ckpt", "clip", "evaluator"):
         if getattr(args, key, None):  # paths are the caller's; the commands run at the root
             setattr(args, key, os.path.abspath(getattr(args, key)))
     os.chdir(REPO)
@@ -79,7 +81,8 @@ def main(argv=None) -> None:
     from report.package import package
 
     build_and_report(args)
-    package(args.student_id, args.name, output_paths(args.student_id, args.name)[1], args.out)
+    package(args.student_id, args.name,
+            output_paths(args.student_id, args.name, args.output_dir)[1], args.out)
 
 
 if __name__ == "__main__":

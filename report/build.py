@@ -6,6 +6,7 @@ plus the configuration stored in the shipped checkpoints) and compiles with that
 Typst's root, so the sources read ``json("data.json")`` and nothing else. The PDF is written
 to a temporary file beside its destination and renamed into place.
 """
+import functools
 import json
 import os
 import re
@@ -36,10 +37,10 @@ def check_file_part(value: str, what: str) -> str:
     return value
 
 
-def output_paths(student_id: str, name: str) -> Tuple[str, str]:
-    """(hw2 PDF at the repository root, Lab 6 PDF under report/)."""
-    return (os.path.join(REPO, f"hw2_{student_id}.pdf"),
-            os.path.join(HERE, f"DL_LAB6_{student_id}_{name}.pdf"))
+def output_paths(student_id: str, name: str, folder: Optional[str] = None) -> Tuple[str, str]:
+    """(hw2 PDF at the repository root, Lab 6 PDF under report/), or both in ``folder``."""
+    return (os.path.join(folder or REPO, f"hw2_{student_id}.pdf"),
+            os.path.join(folder or HERE, f"DL_LAB6_{student_id}_{name}.pdf"))
 
 
 def read_json(path: str) -> dict:
@@ -112,6 +113,7 @@ def collect(report_dir: str) -> Tuple[Dict[str, dict], List[Item]]:
     return entries, pending
 
 
+@functools.lru_cache(maxsize=1)
 def checkpoint_facts() -> Dict[str, dict]:
     """Model and schedule configuration, training step and parameter count stored in the
     shipped checkpoints (what the training run wrote), when torch can read them."""
@@ -213,11 +215,12 @@ def check_writable(destination: str) -> None:
 
 
 def build(student_id: str, name: str, report_dir: str = HERE, strict: bool = False,
-          outputs: Optional[Tuple[str, str]] = None, log=print) -> List[Item]:
-    """Both PDFs; returns the pending items (UserError under ``strict`` when there are any)."""
+          output_dir: Optional[str] = None, log=print) -> List[Item]:
+    """Both PDFs; returns the pending items (UserError under ``strict`` when there are any).
+    ``output_dir`` puts both PDFs there instead of their places in the repository."""
     student_id = check_file_part(student_id, "student ID")
     name = check_file_part(name, "name")
-    hw2_pdf, lab6_pdf = outputs or output_paths(student_id, name)
+    hw2_pdf, lab6_pdf = output_paths(student_id, name, output_dir)
     for destination in (hw2_pdf, lab6_pdf):
         check_writable(destination)
     log(f"collecting results from {os.path.relpath(report_dir)}/")

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from report import items as I
+from report import items as catalog
 from report.build import REPO
 
 
@@ -22,16 +22,19 @@ def first_file(*paths: Optional[str]) -> Optional[str]:
     return next((p for p in paths if p and os.path.isfile(p)), None)
 
 
-def localise(command: str, args, unet: Optional[str], sd: Optional[str]) -> str:
-    """The command with the course's default paths replaced by the given ones."""
+def localise(command: str, args, unet: Optional[str], sd: Optional[str],
+             have_noise: bool) -> str:
+    """The command with the course's default paths replaced by the given ones; an optional
+    ``[hw2_data/face/noise]`` argument is kept only when the noises are there."""
+    command = command.replace(" [hw2_data/face/noise]",
+                              " hw2_data/face/noise" if have_noise else "")
     replacements = [("hw2_data/face/UNet.pt", unet or ""), ("sd-v1-4.ckpt", sd or ""),
                     ("CLIP_DIR", args.clip or ""), ("checkpoint.pth", args.evaluator or ""),
-                    ("hw2_data/", args.data.rstrip("/") + "/"),
-                    ("[hw2_data/face/noise]", os.path.join(args.data, "face", "noise"))]
+                    ("hw2_data/", args.data.rstrip("/") + "/")]
     for old, new in replacements:
         if new:
             command = command.replace(old, new)
-    return command.replace(" [" + os.path.join(args.data, "face", "noise") + "]", "")
+    return command
 
 
 def plan(args) -> List[Tuple[str, str, Optional[str]]]:
@@ -45,32 +48,34 @@ def plan(args) -> List[Tuple[str, str, Optional[str]]]:
     clip = args.clip if args.clip and os.path.isdir(args.clip) else None
     embeddings = all(os.path.isfile(os.path.join("p3", "embeddings", f"new{i}.pt"))
                      for i in (1, 2))
-    evaluator = first_file(args.evaluator, I.LAB6_EVALUATOR)
+    evaluator = first_file(args.evaluator, catalog.LAB6_EVALUATOR)
     args.evaluator = evaluator
-    steps = [("p1", I.P1_SCORE, None), ("p1", I.P1_FIGURES, None), ("p1", I.P1_QUALITY, None)]
+    steps = [("p1", catalog.P1_SCORE, None), ("p1", catalog.P1_FIGURES, None),
+             ("p1", catalog.P1_QUALITY, None)]
     p2_missing = None if unet and have_noise else f"needs UNet.pt and {noise}/*.pt"
-    steps += [("p2", I.P2_ETA, p2_missing), ("p2", I.P2_INTERP, p2_missing),
-              ("p2", I.P2_NORMS, None)]
+    steps += [("p2", catalog.P2_ETA, p2_missing), ("p2", catalog.P2_INTERP, p2_missing),
+              ("p2", catalog.P2_NORMS, None)]
     gt = os.path.join(data, "face", "GT")
-    steps.append(("p2", I.P2_MSE, p2_missing or (None if os.path.isdir(gt) else
+    steps.append(("p2", catalog.P2_MSE, p2_missing or (None if os.path.isdir(gt) else
                                                  f"needs {gt}")))
     zeroshot = os.path.join(data, "clip_zeroshot", "val")
-    steps.append(("p3", I.P3_ZEROSHOT, None if clip and os.path.isdir(zeroshot) else
+    steps.append(("p3", catalog.P3_ZEROSHOT, None if clip and os.path.isdir(zeroshot) else
                   f"needs --clip DIR (CLIP ViT-B/32) and {zeroshot}"))
     sd_missing = None if sd and embeddings else ("needs sd-v1-4.ckpt and p3/embeddings/"
                                                  "new1.pt, new2.pt (python3 -m p3.train)")
-    steps.append(("p3", I.P3_MULTI_CMD, sd_missing))
-    steps.append(("p3", I.P3_SCORE, sd_missing or (None if clip else "needs --clip DIR")))
+    steps.append(("p3", catalog.P3_MULTI_CMD, sd_missing))
+    steps.append(("p3", catalog.P3_SCORE, sd_missing or (None if clip else "needs --clip DIR")))
     if evaluator:
-        steps.append(("lab6", I.LAB6_DDPM, None))
-        steps += [("lab6", I.LAB6.format(name=name, extra=extra), None)
-                  for name, extra, _ in I.LAB6_ABLATIONS]
+        steps.append(("lab6", catalog.LAB6_DDPM, None))
+        steps += [("lab6", catalog.LAB6.format(name=name, extra=extra), None)
+                  for name, extra, _ in catalog.LAB6_ABLATIONS]
     else:
         steps.append(("lab6", "python3 -m p1.iclevr report/results/lab6/ddpm", None))
-        steps += [("lab6", I.LAB6.format(name=name, extra=extra),
+        steps += [("lab6", catalog.LAB6.format(name=name, extra=extra),
                    "needs an evaluator (--evaluator PATH or ./checkpoint.pth)")
-                  for name, extra, _ in I.LAB6_ABLATIONS]
-    return [(part, localise(command, args, unet, sd), reason) for part, command, reason in steps]
+                  for name, extra, _ in catalog.LAB6_ABLATIONS]
+    return [(part, localise(command, args, unet, sd, have_noise), reason)
+            for part, command, reason in steps]
 
 
 def make(args) -> None:

@@ -39,3 +39,17 @@ def test_with_course_files_their_commands_run_with_the_given_paths(tmp_path, mon
     assert any(c.startswith("bash hw2_2.sh") and "p2.mse" in c for c in ran)
     assert any(f"{noise}" in c and "interpolation_norms" in c for c in ran)
     assert sum("--evaluator " + str(tmp_path / "eval.pth") in c for c in ran) == 5
+
+
+def test_make_runs_reports_failures_and_skips(monkeypatch, capsys):
+    import report.make as make_module
+
+    monkeypatch.setattr(make_module, "plan", lambda args: [
+        ("p1", "true", None), ("p2", "exit 3", None), ("p3", "echo never", "needs X")])
+    make_module.make(argparse.Namespace())
+    out = capsys.readouterr().out
+    assert "make [1/3] p1: true" in out and "make [1/3] p1: done" in out
+    assert "make [2/3] p2: failed (exit 3); its items stay pending" in out
+    assert "make [3/3] p3: skipped (needs X): echo never" in out
+    assert "\nnever\n" not in out  # the skipped command did not run
+    assert out.splitlines()[-1] == "make: 1 ran, 1 failed, 1 skipped"

@@ -6,10 +6,12 @@
         training images/s of the default model: fp32, and bf16 autocast + channels_last
     python3 -m p1.benchmark quality --ckpt CKPT [--per-class 10] [--specs ddpm dpm++:20 ddim:50]
                                     [--reference ddim:1000] [--guide-classifier PATH]
+                                    [--json report/results/p1/benchmark_quality.json]
         accuracy of the MNIST-M grader LeNet and the SVHN classifier per sampler spec, and the
         mean pixel difference to a reference sampler from the same noises
 """
 import argparse
+import platform
 import time
 
 import torch
@@ -26,6 +28,7 @@ from p1.generate import (
     sample_seed,
 )
 from p1.guide_classifier import label_guidance, load_guide_classifier
+from p1.jsonout import check_writable, write_json
 from p1.model import build_model, count_parameters
 from p1.score import (
     DEFAULT_SVHN_CLASSIFIER,
@@ -138,7 +141,7 @@ def bench_quality(args, device) -> None:
     print("| sampler | model calls | guidance | classifier guidance | MNIST-M acc | SVHN acc "
           "| s / 1000 images | mean abs diff to reference |")
     print("|---|---|---|---|---|---|---|---|")
-    guide = None
+    guide, table = None, []
     for spec in args.specs:
         name, steps, guidance, classifier_guidance = parse_spec(spec)
         guidance = args.guidance if guidance is None else guidance
@@ -165,6 +168,20 @@ def bench_quality(args, device) -> None:
         print(f"| {name} | {calls} | {guidance} | {classifier_guidance} | {accuracies[0]:.3f} "
               f"| {accuracies[1]:.3f} | "
               f"{seconds:.0f} | {difference} |", flush=True)
+        table.append({"spec": spec, "sampler": name, "model_calls": calls, "guidance": guidance,
+                     "classifier_guidance": classifier_guidance, "mnistm_accuracy": accuracies[0],
+                     "svhn_accuracy": accuracies[1], "seconds_per_1000_images": seconds,
+                     "mean_abs_diff_to_reference": None if reference is None else
+                     float(difference)})
+    if args.json:
+        write_json(args.json, {
+            "tool": "p1.benchmark quality", "checkpoint": args.ckpt or DEFAULT_CHECKPOINT,
+            "checkpoint_step": checkpoint.get("step"), "per_class": args.per_class,
+            "images_per_spec": len(jobs), "seed": args.seed, "reference": args.reference,
+            "judges": {"mnistm": mnistm_path, "svhn": svhn_path},
+            "device": str(device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "rows": table})
+        print(f"wrote {args.json}")
 
 
 def main(argv=None) -> None:
@@ -192,8 +209,14 @@ def main(argv=None) -> None:
     parser.add_argument("--mnistm-classifier", default=None)
     parser.add_argument("--svhn-classifier", default=None)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = default)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="quality: also write the table as JSON")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
+    if args.json and args.what != "quality":
+        raise UserError("--json is written by quality only")
+    if args.json:
+        check_writable(args.json)
     if min(args.images, args.per_class, args.batch_size, args.steps, args.model_chunk) < 1:
         raise UserError("--images, --per-class, --batch-size, --steps and --model-chunk must "
                         "be >= 1")

@@ -2,6 +2,7 @@
 
     python3 -m p1.score OUT [--mnistm-classifier Classifier.pth] [--svhn-classifier PATH]
     python3 -m p1.score --data hw2_data/digits ...      # the same classifiers on training data
+    python3 -m p1.score OUT --json report/results/p1/score.json   # also the results as JSON
 
 Every entry of ``OUT/mnistm`` and ``OUT/svhn`` is read, its label is the first character of
 its name, and images go through PIL RGB -> Resize((28, 28)) -> ToTensor -> Normalize(0.5, 0.5)
@@ -22,6 +23,7 @@ from torch import nn
 from p1.data import DATASETS, read_label_csv
 from p1.devices import check_device, default_device
 from p1.errors import UserError, run_cli
+from p1.jsonout import check_writable, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -147,10 +149,14 @@ def main(argv=None) -> None:
                              "hw2_data/digits/Classifier.pth, ../shared/data/hw2/digits/)")
     parser.add_argument("--svhn-classifier", default=None,
                         help="stand-in SVHN classifier (default: p1/svhn_classifier.pt)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the accuracies, counts and judges as JSON")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
     if (args.out_dir is None) == (args.data is None):
         raise UserError("give either an output folder or --data, not both")
+    if args.json:
+        check_writable(args.json)
     device = check_device(args.device)
 
     mnistm_path = args.mnistm_classifier or first_existing(MNISTM_CLASSIFIER_PATHS)
@@ -161,7 +167,9 @@ def main(argv=None) -> None:
     if svhn_path is not None:
         classifiers["svhn"] = load_svhn_classifier(svhn_path, device)
 
-    accuracies = []
+    accuracies, results = [], {}
+    judges = {"mnistm": f"grader LeNet ({os.path.basename(mnistm_path)})",
+              "svhn": f"stand-in SVHN CNN ({os.path.basename(svhn_path or '')})"}
     for dataset in DATASETS:
         if dataset not in classifiers:
             print(f"{TITLES[dataset]} acc = skipped (no classifier; train one with "
@@ -176,9 +184,17 @@ def main(argv=None) -> None:
             items = folder_items(os.path.join(args.out_dir, dataset))
         correct = count_correct(classifiers[dataset], items, device)
         accuracies.append(correct / len(items))
+        results[dataset] = {"accuracy": correct / len(items), "correct": correct,
+                            "total": len(items), "judge": judges[dataset]}
         print(f"{TITLES[dataset]} acc = {correct / len(items):.4f} "
               f"(correct/total = {correct}/{len(items)})")
-    print(f"acc = {sum(accuracies) / len(accuracies):.4f}")
+    mean = sum(accuracies) / len(accuracies)
+    print(f"acc = {mean:.4f}")
+    if args.json:
+        write_json(args.json, {"tool": "p1.score", "scored": args.out_dir or args.data,
+                               "datasets": results, "mean_accuracy": mean,
+                               "device": str(device)})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`python3 -m p2.mse OUT_DIR GT_DIR`: the self-check students run against the GT faces.
 
 Mean squared error over all pixels of the 0-255 RGB images, per image pair (matched by
-file name), then averaged over the images. The course's bar is MSE < 20.
+file name), then averaged over the images. The course's bar is MSE < 20. ``--json PATH`` also
+writes the per-image and mean values (read by the report).
 """
 
 import argparse
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from p2.errors import UserError, run_cli
+from p2.jsonout import check_writable, write_json
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -50,11 +52,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m p2.mse", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path, help="generated images")
     parser.add_argument("gt_dir", type=Path, help="ground-truth images (same file names)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json)
     errors = image_mse(args.out_dir, args.gt_dir)
     for name, error in errors.items():
         print(f"{name}\t{error:.4f}")
-    print(f"mean MSE over {len(errors)} images: {np.mean(list(errors.values())):.4f}")
+    mean = float(np.mean(list(errors.values())))
+    print(f"mean MSE over {len(errors)} images: {mean:.4f}")
+    if args.json:
+        write_json(args.json, {"tool": "p2.mse", "out_dir": str(args.out_dir),
+                               "gt_dir": str(args.gt_dir), "per_image": errors,
+                               "mean": mean, "images": len(errors), "bar": 20})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

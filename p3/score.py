@@ -6,6 +6,7 @@ ViT-B/32 (`openai/clip-vit-base-patch32`, from a local folder or the Hugging Fac
   text score  = CLIP's logits_per_image for prompt_4_clip_eval[i] (100 x cosine for ViT-B/32).
 The 5 images with the highest image + 2.5 x text are kept; the prompt passes when their mean
 image and mean text scores both reach its baseline. Exactly 25 images per folder are required.
+``--json PATH`` also writes every prompt's scores and verdict (read by the report).
 """
 
 import argparse
@@ -19,6 +20,7 @@ from torch.nn.functional import normalize
 
 from p3.errors import UserError, run_cli
 from p3.generate import resolve_device
+from p3.jsonout import check_writable, write_json
 
 GRADER_CLIP = "openai/clip-vit-base-patch32"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -160,7 +162,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         "--clip", default=GRADER_CLIP, help=f"CLIP folder or hub name ({GRADER_CLIP})"
     )
     parser.add_argument("--device", default="cpu", help="cpu (default, as the grader) or cuda")
+    parser.add_argument("--json-out", default=None, metavar="PATH",
+                        help="also write the scores as JSON (--json is input.json)")
     args = parser.parse_args(argv)
+    if args.json_out:
+        check_writable(args.json_out)
     spec = read_input_json(args.json)
     model, processor = load_clip(args.clip, resolve_device(args.device))
     results = score_outputs(spec, args.src, args.out, model, processor)
@@ -171,6 +177,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             f"{r.baseline[0]:g}), text {r.text:.2f} (baseline {r.baseline[1]:g}) {verdict}"
         )
     print(f"You have passed {sum(r.passed for r in results)}/{len(results)} cases")
+    if args.json_out:
+        write_json(args.json_out, {
+            "tool": "p3.score", "input_json": str(args.json), "out_dir": str(args.out),
+            "clip": args.clip, "passed": sum(r.passed for r in results), "cases": len(results),
+            "prompts": [{"concept": r.concept, "prompt_index": r.prompt_index,
+                         "prompt_4_clip_eval": spec[r.concept]["prompt_4_clip_eval"][
+                             r.prompt_index],
+                         "image": r.image, "text": r.text, "baseline": list(r.baseline),
+                         "passed": r.passed} for r in results]})
+        print(f"wrote {args.json_out}")
 
 
 if __name__ == "__main__":

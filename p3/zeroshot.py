@@ -2,7 +2,8 @@
 
 Every image `{class_id}_{image_id}.png` of VAL_DIR is assigned the label whose prompt
 "A photo of {label}." has the highest CLIP similarity. Prints the accuracy and writes a figure
-of 5 successes and 5 failures with their predicted and true labels.
+of 5 successes and 5 failures with their predicted and true labels; ``--json PATH`` also writes
+the accuracy and those ten cases (read by the report).
 """
 
 import argparse
@@ -16,6 +17,7 @@ from torch.nn.functional import normalize
 
 from p3.errors import UserError, run_cli
 from p3.generate import resolve_device
+from p3.jsonout import check_writable, write_json
 from p3.score import GRADER_CLIP, image_features, image_paths, load_clip, open_rgb, text_features
 
 CELL = 224
@@ -106,7 +108,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--figure", type=Path, default=Path("report/figures/p3_zeroshot.png"))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json)
 
     labels = read_labels(args.labels)
     paths = image_paths(args.val_dir)
@@ -132,6 +137,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     figure.save(args.figure)
     print(f"wrote {args.figure} (top row: successes, bottom row: failures)")
+    if args.json:
+        def cases(rows):
+            return [{"image": r.path.name, "true": labels[r.true],
+                     "predicted": labels[r.predicted]} for r in rows[:5]]
+
+        write_json(args.json, {
+            "tool": "p3.zeroshot", "val_dir": str(args.val_dir), "clip": args.clip,
+            "template": args.template, "accuracy": len(correct) / len(results),
+            "correct": len(correct), "total": len(results), "classes": len(labels),
+            "figure": str(args.figure), "successes": cases(correct), "failures": cases(wrong)})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

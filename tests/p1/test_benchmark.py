@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -31,3 +33,24 @@ def test_benchmarks_run(tmp_path, tiny_checkpoint, tiny_guide_classifier, capsys
     assert "| dpm++ | 2 | 2.0 | 3.0 |" in output
     assert "reference for |Δ|: ddim:3" in output
     assert "bf16 autocast + channels_last" in output
+
+
+def test_quality_json(tmp_path, tiny_checkpoint, capsys):
+    lenet, svhn = tmp_path / "lenet.pth", tmp_path / "svhn.pt"
+    torch.save({"state_dict": MnistmClassifier().state_dict()}, lenet)
+    torch.save({"arch": "p1-svhn-cnn", "state_dict": build_classifier().state_dict()}, svhn)
+    target = tmp_path / "out" / "quality.json"
+    main(["quality", "--ckpt", tiny_checkpoint, "--per-class", "1", "--specs", "ddim:2:1",
+          "--mnistm-classifier", str(lenet), "--svhn-classifier", str(svhn), "--device", "cpu",
+          "--json", str(target)])
+    data = json.loads(target.read_text())
+    row = data["rows"][0]
+    assert data["tool"] == "p1.benchmark quality" and data["images_per_spec"] == 20
+    assert (row["sampler"], row["model_calls"], row["guidance"]) == ("ddim", 2, 1.0)
+    printed = f"| {row['mnistm_accuracy']:.3f} | {row['svhn_accuracy']:.3f} |"
+    assert printed in capsys.readouterr().out
+
+
+def test_json_only_for_quality(tmp_path):
+    with pytest.raises(UserError, match="quality only"):
+        main(["sampling", "--json", str(tmp_path / "x.json"), "--device", "cpu"])

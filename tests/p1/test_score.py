@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -63,3 +64,29 @@ def test_stray_entries_and_bad_classifiers(tmp_path):
               "--device", "cpu"])
     with pytest.raises(UserError, match="either an output folder or --data"):
         main([])
+
+
+def test_json_results(tmp_path, capsys):
+    write_outputs(str(tmp_path / "out"), [0, 1, 1, 2])
+    path = str(tmp_path / "Classifier.pth")
+    torch.save({"state_dict": parity_lenet().state_dict(), "optimizer": {}}, path)
+    target = tmp_path / "results" / "score.json"
+    main([str(tmp_path / "out"), "--mnistm-classifier", path, "--device", "cpu",
+          "--json", str(target)])
+    data = json.loads(target.read_text())
+    assert data["tool"] == "p1.score"
+    assert data["datasets"]["mnistm"] == {"accuracy": 0.75, "correct": 3, "total": 4,
+                                          "judge": "grader LeNet (Classifier.pth)"}
+    assert abs(data["mean_accuracy"] - sum(d["accuracy"] for d in data["datasets"].values())
+               / len(data["datasets"])) < 1e-12
+    assert f"wrote {target}" in capsys.readouterr().out
+
+
+def test_json_path_checked_before_scoring(tmp_path):
+    write_outputs(str(tmp_path / "out"), [0])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write --json"):
+        main([str(tmp_path / "out"), "--json", str(tmp_path / "file" / "score.json"),
+              "--device", "cpu"])
+    with pytest.raises(UserError, match="is a folder"):
+        main([str(tmp_path / "out"), "--json", str(tmp_path), "--device", "cpu"])

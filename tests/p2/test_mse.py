@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,3 +38,16 @@ def test_mse_errors(tmp_path):
     (out / "00.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="cannot read image"):
         image_mse(out, gt)
+
+
+def test_mse_json(tmp_path):
+    out, gt = tmp_path / "out", tmp_path / "gt"
+    write(gt, "00.png", np.zeros((4, 4, 3)))
+    write(out, "00.png", np.full((4, 4, 3), 3))  # MSE 9
+    target = tmp_path / "r" / "mse.json"
+    main([str(out), str(gt), "--json", str(target)])
+    data = json.loads(target.read_text())
+    assert data["per_image"] == {"00.png": 9.0} and data["mean"] == 9.0 and data["images"] == 1
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UserError, match="cannot write --json"):
+        main([str(out), str(gt), "--json", str(tmp_path / "f" / "mse.json")])

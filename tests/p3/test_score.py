@@ -122,3 +122,18 @@ def test_malformed_input_json(tmp_path, text, message):
         read_input_json(path)
     with pytest.raises(UserError, match="not found"):
         read_input_json(tmp_path / "absent.json")
+
+
+def test_scores_as_json(tmp_path, tiny_clip):
+    target = tmp_path / "results" / "score.json"
+    main([*make_case(tmp_path), f"--clip={tiny_clip}", f"--json-out={target}"])
+    data = json.loads(target.read_text())
+    assert (data["passed"], data["cases"]) == (1, 2)
+    assert [p["passed"] for p in data["prompts"]] == [True, False]
+    assert set(data["prompts"][0]) >= {"image", "text", "baseline", "prompt_4_clip_eval"}
+
+
+def test_unwritable_json_out_fails_before_scoring(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UserError, match="cannot write --json"):
+        main([*make_case(tmp_path, count=1), f"--json-out={tmp_path / 'f' / 'x.json'}"])

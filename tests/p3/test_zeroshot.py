@@ -47,3 +47,15 @@ def test_bad_names_and_label_files(tmp_path, tiny_clip):
     labels.write_text("[1, 2]")
     with pytest.raises(UserError, match="must be a JSON object"):
         read_labels(labels)
+
+
+def test_results_as_json(tmp_path, tiny_clip):
+    val, labels = make_val(tmp_path)
+    target = tmp_path / "zeroshot.json"
+    main([str(val), str(labels), f"--clip={tiny_clip}", f"--figure={tmp_path / 'z.png'}",
+          f"--json={target}"])
+    data = json.loads(target.read_text())
+    assert data["total"] == 12 and data["accuracy"] == data["correct"] / 12
+    assert len(data["successes"]) == min(data["correct"], 5)
+    assert len(data["failures"]) == min(12 - data["correct"], 5)
+    assert all(case["true"] != case["predicted"] for case in data["failures"])

@@ -99,8 +99,10 @@ def test_ids_and_names_that_cannot_be_file_names(tmp_path, results, student_id, 
 
 
 def test_unicode_names_are_fine(tmp_path, results):
-    build("r13900001", "林小明", report_dir=results, output_dir=str(tmp_path), log=lambda _: 0)
+    lines = []
+    build("r13900001", "林小明", report_dir=results, output_dir=str(tmp_path), log=lines.append)
     assert (tmp_path / "DL_LAB6_r13900001_林小明.pdf").is_file()
+    assert lines[0].startswith("note: the ID or name has letters beyond Latin")
 
 
 def error_of(tmp_path, results, capsys, *extra):

@@ -172,13 +172,15 @@ def compile_pdf(staging: str, source: str) -> bytes:
     import typst
 
     try:
-        pdf, _warnings = typst.compile_with_warnings(os.path.join(staging, source), root=staging)
+        pdf, warnings = typst.compile_with_warnings(os.path.join(staging, source), root=staging)
     except typst.TypstError as err:
         message = " ".join(str(err).split())
         where = re.search(r"\u250c\u2500 (\S+)", getattr(err, "diagnostic", "") or "")
         raise UserError(f"typst could not compile {source}: {message}"
                         + (f" at report/typ/{os.path.basename(where.group(1))}" if where
                            else "")) from None
+    for warning in warnings:  # e.g. a missing font; the PDF is still complete
+        print(f"typst warning ({source}): {' '.join(str(warning).split())}")
     return pdf
 
 
@@ -223,6 +225,9 @@ def build(student_id: str, name: str, report_dir: str = HERE, strict: bool = Fal
     hw2_pdf, lab6_pdf = output_paths(student_id, name, output_dir)
     for destination in (hw2_pdf, lab6_pdf):
         check_writable(destination)
+    if any(ord(ch) > 0x24F for ch in student_id + name):
+        log("note: the ID or name has letters beyond Latin; the PDFs show them only where a font "
+            "with those glyphs is installed (e.g. Debian's fonts-noto-cjk), else as empty boxes")
     log(f"collecting results from {os.path.relpath(report_dir)}/")
     entries, pending = collect(report_dir)
     for report in ("hw2", "lab6"):

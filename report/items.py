@@ -42,12 +42,14 @@ P2_NORMS = ("python3 -m p2.interpolation_norms [hw2_data/face/noise] "
 P3_ZEROSHOT = ("python3 -m p3.zeroshot hw2_data/clip_zeroshot/val "
                "hw2_data/clip_zeroshot/id2label.json --clip CLIP_DIR "
                "--figure report/figures/p3_zeroshot.png --json report/results/p3/zeroshot.json")
-P3_SCORE = (f"bash hw2_3.sh hw2_data/textual_inversion/input.json {P3_OUT} sd-v1-4.ckpt && "
+P3_SCORE = (f"rm -rf {P3_OUT} && "
+            f"bash hw2_3.sh hw2_data/textual_inversion/input.json {P3_OUT} sd-v1-4.ckpt && "
             "python3 -m p3.score --json hw2_data/textual_inversion/input.json --src "
             f"hw2_data/textual_inversion --out {P3_OUT} --clip CLIP_DIR "
             "--json-out report/results/p3/score.json")
 P3_PROMPTS = '"a <new1> next to a <new2>" "a <new1> in the style of <new2>"'
-P3_MULTI_CMD = (f"python3 -m p3.generate_prompt {P3_PROMPTS} --ckpt sd-v1-4.ckpt --out "
+P3_MULTI_CMD = (f"rm -rf {P3_MULTI} && "
+                f"python3 -m p3.generate_prompt {P3_PROMPTS} --ckpt sd-v1-4.ckpt --out "
                 f"{P3_MULTI} && cp {P3_MULTI}/grid.png report/figures/p3_multi.png")
 LAB6 = ("python3 -m p1.iclevr report/results/lab6/{name} --evaluator checkpoint.pth{extra}")
 LAB6_DDPM = LAB6.format(name="ddpm", extra="")

@@ -99,8 +99,10 @@ def test_ids_and_names_that_cannot_be_file_names(tmp_path, results, student_id, 
 
 
 def test_unicode_names_are_fine(tmp_path, results):
-    build("r13900001", "林小明", report_dir=results, output_dir=str(tmp_path), log=lambda _: 0)
+    lines = []
+    build("r13900001", "林小明", report_dir=results, output_dir=str(tmp_path), log=lines.append)
     assert (tmp_path / "DL_LAB6_r13900001_林小明.pdf").is_file()
+    assert lines[0].startswith("note: the ID or name has letters beyond Latin")
 
 
 def error_of(tmp_path, results, capsys, *extra):
@@ -149,3 +151,13 @@ def test_a_typst_error_is_one_line_and_leaves_no_pdf(tmp_path, results, capsys):
     write_json(path, {"test": {}, "new_test": {}})  # keys the source reads are missing
     message = error_of(tmp_path, results, capsys)
     assert message.startswith("error: typst could not compile lab6.typ")
+
+
+def test_cross_check_shows_in_the_terminal_block_and_the_table(tmp_path, results):
+    path = os.path.join(results, "results", "lab6", "ddpm", "accuracy.json")
+    data = json.load(open(path))
+    data["test"]["cross_check"] = 0.8056
+    write_json(path, data)
+    text = pdf_text(run(tmp_path, results) / "DL_LAB6_STUDENTID_NAME.pdf")
+    assert "test: accuracy 0.8472 (32 images, 36.5 s), cross-check 0.8056" in text
+    assert "judge B" in text

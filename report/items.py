@@ -53,8 +53,10 @@ P3_MULTI_CMD = (f"rm -rf {P3_MULTI} && "
                 f"{P3_MULTI} && cp {P3_MULTI}/grid.png report/figures/p3_multi.png")
 LAB6 = ("python3 -m p1.iclevr report/results/lab6/{name} --evaluator checkpoint.pth{extra}")
 LAB6_DDPM = LAB6.format(name="ddpm", extra="")
-LAB6_GAN = ("written by the conditional GAN's evaluation (the GAN is being added to p1/iclevr; "
-            "its command goes here when it lands): report/results/lab6/ddpm_vs_gan.json")
+LAB6_GAN = ("python3 -m p1.iclevr report/results/lab6/gan --model gan --evaluator checkpoint.pth"
+            " && python3 -m p1.iclevr.compare report/results/lab6/ddpm report/results/lab6/gan "
+            "--json report/results/lab6/ddpm_vs_gan.json "
+            "--figure report/results/lab6/ddpm_vs_gan.png")
 
 # Extra Lab 6 experiments: (folder name under results/lab6, extra flags, what it varies)
 LAB6_ABLATIONS: Tuple[Tuple[str, str, str], ...] = (
@@ -104,7 +106,9 @@ ITEMS = (
     Item("lab6.denoise", "png", "results/lab6/ddpm/denoise.png", "Lab 6 denoising process",
          LAB6_DDPM, "", "lab6"),
     Item("lab6.gan", "json", "results/lab6/ddpm_vs_gan.json", "Lab 6 DDPM vs GAN comparison",
-         LAB6_GAN, "the conditional GAN", "lab6"),
+         LAB6_GAN, "an evaluator and the DDPM's results", "lab6"),
+    Item("lab6.gan_fig", "png", "results/lab6/ddpm_vs_gan.png", "Lab 6 DDPM and GAN grids",
+         LAB6_GAN, "an evaluator and the DDPM's results", "lab6"),
 ) + tuple(
     Item(f"lab6.ablation.{name}", "json", f"results/lab6/{name}/accuracy.json",
          f"Lab 6 extra experiment: {what}", LAB6.format(name=name, extra=extra),

@@ -48,7 +48,13 @@ def lab6_accuracy(test=0.8472, new_test=0.9048, guidance=4.0, classifier_guidanc
 
 JSONS = {"p1.score": P1_SCORE, "p1.quality": P1_QUALITY, "p2.mse": P2_MSE, "p2.norms": P2_NORMS,
          "p3.zeroshot": P3_ZEROSHOT, "p3.score": P3_SCORE, "lab6.accuracy": lab6_accuracy(),
-         "lab6.gan": {"ddpm": {"test": 0.8472}, "gan": {"test": 0.6111}}}
+         "lab6.gan": {name: {"model": name, "parameters": parameters, "train_seconds": seconds,
+                             "step": 100, "settings": {},
+                             "files": {stem: {"accuracy": accuracy, "judge_b": None,
+                                              "seconds": 2.5, "images": 32, "labels": labels}
+                                       for stem, labels in (("test", 72), ("new_test", 84))}}
+                      for name, parameters, seconds, accuracy in (
+                          ("ddpm", 2_900_000, None, 0.8472), ("gan", 640_000, 3600.0, 0.6111))}}
 
 
 def write_json(path, data):

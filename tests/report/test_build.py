@@ -41,7 +41,8 @@ def test_complete_build_has_no_pending_items(tmp_path, results, capsys):
         assert number in text, number
     assert "0.8472" in lab6_text and "61 / 72" in lab6_text  # 0.8472 x 72 = 61 hits
     assert "test: accuracy 0.8472 (32 images, 36.5 s)" in lab6_text  # the terminal block
-    assert "0.6111" in lab6_text  # the GAN comparison
+    assert "0.6111" in lab6_text and "640,000" in lab6_text  # the GAN comparison table
+    assert "1.00 h" in lab6_text and "not recorded" in lab6_text
 
 
 def test_a_changed_number_changes_the_pdf(tmp_path, results):

@@ -15,6 +15,7 @@ from p1.iclevr.gan import (
     load_generator,
     standing_statistics,
 )
+from p1.iclevr.generate import DEFAULT_CHECKPOINTS
 from tests.p1.fixtures import save_tiny_checkpoint
 
 TINY_G = {"z_dim": 8, "cond_dim": 24, "channels": 16, "image_size": 16}
@@ -104,3 +105,9 @@ def test_load_generator_errors(tmp_path):
     torch.save(export_state(generator, dict(TINY_G, channels=32), 0), tmp_path / "bad.pt")
     with pytest.raises(UserError, match="does not match the GAN"):
         load_generator(str(tmp_path / "bad.pt"), torch.device("cpu"), "")
+
+
+def test_the_shipped_gan_loads_and_generates():
+    generator, checkpoint = load_generator(DEFAULT_CHECKPOINTS["gan"], torch.device("cpu"), "")
+    assert generator.cond_dim == 24 and checkpoint["train_seconds"] > 0
+    assert generate(generator, labels(2), [0, 1]).shape == (2, 3, 64, 64)

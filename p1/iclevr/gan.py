@@ -22,8 +22,8 @@ from torch.nn.utils import spectral_norm
 from p1.errors import UserError
 
 KIND = "iclevr-gan"
-GENERATOR_DEFAULTS = {"z_dim": 128, "cond_dim": 24, "channels": 256, "image_size": 32}
-DISCRIMINATOR_DEFAULTS = {"cond_dim": 24, "channels": 32}
+GENERATOR_DEFAULTS = {"z_dim": 128, "cond_dim": 24, "channels": 128, "image_size": 32}
+DISCRIMINATOR_DEFAULTS = {"cond_dim": 24, "channels": 16}
 OUTPUT_SIZE = 64
 
 
@@ -62,7 +62,7 @@ class Generator(nn.Module):
     z and an embedding of y make a 4×4 map of ``channels`` channels, which up-blocks double in
     size and halve in channels until ``image_size``."""
 
-    def __init__(self, z_dim: int = 128, cond_dim: int = 24, channels: int = 256,
+    def __init__(self, z_dim: int = 128, cond_dim: int = 24, channels: int = 128,
                  image_size: int = 32):
         super().__init__()
         levels = {16: 2, 32: 3, 64: 4}.get(image_size)
@@ -91,7 +91,7 @@ class Discriminator(nn.Module):
     Spectrally normalised convolutions halve the size to 4×4; the features φ(x) are summed over
     space; score = w·φ(x) + y·(E φ(x)) (the projection), logits = A φ(x) (the auxiliary head)."""
 
-    def __init__(self, cond_dim: int = 24, channels: int = 32):
+    def __init__(self, cond_dim: int = 24, channels: int = 16):
         super().__init__()
         widths = [channels, 2 * channels, 4 * channels, 8 * channels]
         layers = [spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.1)]

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from p1.errors import UserError, run_cli
 from p1.figures import load_font
 from p1.iclevr.gan import checkpoint_kind
+from p1.jsonout import check_writable, write_json
 
 LABEL_HEIGHT = 24
 
@@ -88,14 +89,13 @@ def main(argv=None) -> None:
     parser.add_argument("--figure", default=None, help="PNG: test.json's grid of each model")
     parser.add_argument("--grid", default="test", help="which file's grid the figure shows")
     args = parser.parse_args(argv)
+    check_writable(args.json)
     rows = {"ddpm": describe(args.ddpm), "gan": describe(args.gan)}
     for expected, row in rows.items():
         if row["model"] != expected:
             raise UserError(f"the {expected} folder holds results of a {row['model']}")
     if set(rows["ddpm"]["files"]) != set(rows["gan"]["files"]):
         raise UserError("the two folders were made from different test files")
-    out_dir = os.path.dirname(os.path.abspath(args.json))
-    os.makedirs(out_dir, exist_ok=True)
     if args.figure:
         grids = {f"{name.upper()}, {args.grid}.json": os.path.join(folder, f"{args.grid}_grid.png")
                  for name, folder in (("ddpm", args.ddpm), ("gan", args.gan))}
@@ -103,10 +103,7 @@ def main(argv=None) -> None:
             if not os.path.isfile(grid):
                 raise UserError(f"missing {grid}")
         stacked_figure(grids, args.figure)
-    temporary = args.json + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(rows, handle, indent=2)
-    os.replace(temporary, args.json)
+    write_json(args.json, rows)
     for name, row in rows.items():
         scores = ", ".join(f"{stem} {f['accuracy']:.4f}" for stem, f in row["files"].items())
         print(f"{name}: {scores} ({row['parameters']:,} parameters)")

@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -144,9 +144,10 @@ def label_guidance(classifier: "NoisyClassifier", schedule: Schedule, scale: flo
 
 
 def load_guide_classifier(path: str, device: torch.device,
-                          schedule: Schedule) -> NoisyClassifier:
+                          schedule: Optional[Schedule]) -> NoisyClassifier:
     """The classifier written by ``main``, frozen in eval mode. UserError if the file is not
-    one, or if it was trained for another noise schedule than ``schedule``."""
+    one, or if it was trained for another noise schedule than ``schedule`` (None: no check,
+    for a caller that uses it on clean images only, at t = 0)."""
     if not os.path.isfile(path):
         raise UserError(f"no guide classifier at {path} (train one: python3 -m "
                         "p1.guide_classifier)")
@@ -157,8 +158,8 @@ def load_guide_classifier(path: str, device: torch.device,
     if not isinstance(state, dict) or state.get("arch") != ARCH:
         raise UserError(f"{path} is not a p1.guide_classifier checkpoint")
     trained_for = make_schedule(state["schedule_config"]).alphas_cumprod
-    if (len(trained_for) != len(schedule.alphas_cumprod)
-            or not torch.allclose(trained_for, schedule.alphas_cumprod)):
+    if schedule is not None and (len(trained_for) != len(schedule.alphas_cumprod)
+                                 or not torch.allclose(trained_for, schedule.alphas_cumprod)):
         raise UserError(f"{path} was trained for another noise schedule "
                         f"({state['schedule_config']}) than the diffusion model's; train one "
                         "for it (python3 -m p1.guide_classifier) or turn classifier guidance "
@@ -203,6 +204,8 @@ def parse_args(argv=None, description=None, data="hw2_data/digits",
     parser.add_argument("--holdout", type=float, default=0.05, help="held-out share")
     parser.add_argument("--limit", type=int, default=0, help="first N images per dataset")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast for the training passes (weights stay float32)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = default)")
     parser.add_argument("--device", default=default_device())
     args = parser.parse_args(argv)
@@ -237,7 +240,8 @@ def train_guide_classifier(args, task: GuideTask) -> None:
                                         generator=generator)]
         t = torch.randint(0, args.timesteps, (args.batch_size,), generator=generator)
         noise = torch.randn((args.batch_size, *x.shape[1:]), generator=generator)
-        logits = model(q_sample(schedule, x[batch], t, noise).to(device), t.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(q_sample(schedule, x[batch], t, noise).to(device), t.to(device))
         loss = -log_likelihood(logits.float(), targets[batch].to(device)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

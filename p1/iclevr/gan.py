@@ -132,6 +132,16 @@ def generator_loss(discriminator: Discriminator, fake: torch.Tensor, y: torch.Te
             "auxiliary": auxiliary}
 
 
+def teacher_loss(teacher: nn.Module, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """BCE of a frozen classifier's object logits on the fakes (B, 3, S, S), upsampled to the
+    lab's 64×64 as the outputs are, against y (B, cond_dim). The teacher is a noise-aware
+    guide classifier (``p1.iclevr.guide_classifier``), read at t = 0."""
+    if fake.shape[-1] != OUTPUT_SIZE:
+        fake = F.interpolate(fake, size=OUTPUT_SIZE, mode="bilinear", align_corners=False)
+    logits = teacher(fake, torch.zeros(len(fake), dtype=torch.long, device=fake.device))
+    return F.binary_cross_entropy_with_logits(logits.float(), y)
+
+
 def latent(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     """(len(seeds), z_dim): one standard normal vector per seed, so an image depends on its
     own seed only."""

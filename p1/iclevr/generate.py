@@ -52,10 +52,10 @@ from p1.generate import (
     sample_images,
     validate_sampling_arguments,
 )
-from p1.guide_classifier import label_guidance, load_guide_classifier, noisy_accuracy
+from p1.guide_classifier import label_guidance, noisy_accuracy
 from p1.iclevr.evaluator import load_evaluator
 from p1.iclevr.gan import checkpoint_kind, generate, load_generator
-from p1.iclevr.guide_classifier import lab_accuracy
+from p1.iclevr.guide_classifier import lab_accuracy, load_iclevr_guide
 from p1.iclevr.labels import (
     NUM_OBJECTS,
     OBJECTS_JSON,
@@ -108,15 +108,6 @@ def denoising_frames(model, schedule, cond: torch.Tensor, seed: int, args,
                         for target in targets]
     uint8 = [((f.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) for f in frames]
     return torch.stack(uint8 + [final[0]])
-
-
-def load_iclevr_guide(path: str, device: torch.device, schedule):
-    """A noise-aware iCLEVR classifier from ``p1.guide_classifier``; UserError for any other."""
-    guide = load_guide_classifier(path, device, schedule)
-    if not guide.multi_label or guide.num_labels != NUM_OBJECTS:
-        raise UserError(f"{path} is not an iCLEVR guide classifier (train one with "
-                        "python3 -m p1.iclevr.guide_classifier)")
-    return guide
 
 
 Judge = Callable[[torch.Tensor, torch.Tensor], float]

@@ -42,12 +42,14 @@ from p1.iclevr.gan import (
     generate,
     generator_loss,
     standing_statistics,
+    teacher_loss,
 )
+from p1.iclevr.guide_classifier import load_iclevr_guide
 from p1.iclevr.train import test_json_grid_conditions
 from p1.model import count_parameters
 from p1.train import atomic_save, ema_update
 
-LOG_COLUMNS = ["step", "d_loss", "g_loss", "d_aux", "g_aux", "images_per_s"]
+LOG_COLUMNS = ["step", "d_loss", "g_loss", "d_aux", "g_aux", "g_teacher", "images_per_s"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr-d", type=float, default=4e-4)
     parser.add_argument("--aux-weight", type=float, default=1.0,
                         help="weight of the auxiliary multi-label loss (both networks)")
+    parser.add_argument("--teacher", default=None,
+                        help="frozen iCLEVR guide classifier (python3 -m "
+                             "p1.iclevr.guide_classifier) whose BCE on the fakes is added to the "
+                             "generator's loss")
+    parser.add_argument("--teacher-weight", type=float, default=1.0)
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--z-dim", type=int, default=GENERATOR_DEFAULTS["z_dim"])
     parser.add_argument("--g-channels", type=int, default=GENERATOR_DEFAULTS["channels"])
@@ -80,8 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("steps", "batch_size", "log_every", "ckpt_every", "standing_batches"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if min(args.lr_g, args.lr_d) <= 0 or args.aux_weight < 0 or not 0 <= args.ema_decay < 1:
-        raise UserError("learning rates must be > 0, --aux-weight >= 0, 0 <= --ema-decay < 1")
+    if (min(args.lr_g, args.lr_d) <= 0 or min(args.aux_weight, args.teacher_weight) < 0
+            or not 0 <= args.ema_decay < 1):
+        raise UserError("learning rates must be > 0, --aux-weight and --teacher-weight >= 0, "
+                        "0 <= --ema-decay < 1")
     return args
 
 
@@ -158,6 +167,7 @@ def train(args: argparse.Namespace) -> None:
     device = check_device(args.device)
     checkpoint_path = os.path.join(args.out, "checkpoint.pt")
     state = read_resume_state(checkpoint_path)
+    teacher = load_iclevr_guide(args.teacher, device, None) if args.teacher else None
     images, conds = load_iclevr(args.data, size=args.image_size, limit=args.limit)
     x_all = to_model_range(images)
     if state is not None:
@@ -230,13 +240,14 @@ def train(args: argparse.Namespace) -> None:
         d_losses["total"].backward()
         opt_d.step()
         g_losses = generator_loss(discriminator, fake, y_fake, args.aux_weight)
+        taught = teacher_loss(teacher, fake, y_fake) if teacher is not None else torch.zeros(())
         opt_g.zero_grad(set_to_none=True)
-        g_losses["total"].backward()
+        (g_losses["total"] + args.teacher_weight * taught).backward()
         opt_g.step()
         step += 1
         ema_update(ema, generator, min(args.ema_decay, (1 + step) / (10 + step)))
         window.append([d_losses["total"].item(), g_losses["total"].item(),
-                       d_losses["auxiliary"].item(), g_losses["auxiliary"].item()])
+                       d_losses["auxiliary"].item(), g_losses["auxiliary"].item(), taught.item()])
         progress.update(1)
         if step % args.log_every == 0 or step == args.steps:
             seconds = time.time() - window_start

@@ -14,6 +14,7 @@ from p1.iclevr.gan import (
     latent,
     load_generator,
     standing_statistics,
+    teacher_loss,
 )
 from p1.iclevr.generate import DEFAULT_CHECKPOINTS
 from tests.p1.fixtures import save_tiny_checkpoint
@@ -65,6 +66,26 @@ def test_one_step_of_each_loss_changes_its_network():
     assert any(not torch.equal(a, b) for a, b in zip(before_g, generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, discriminator.parameters()))
     assert set(d_losses) == set(g_losses) == {"total", "adversarial", "auxiliary"}
+
+
+def test_teacher_loss_reads_the_fakes_at_64_and_t_0_and_steers_only_the_generator():
+    class Teacher(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3 * 64 * 64, 24)
+
+        def forward(self, x, t):
+            assert x.shape[-2:] == (64, 64) and t.tolist() == [0] * len(x)
+            return self.linear(x.flatten(1))
+
+    generator, _ = tiny_pair()
+    teacher = Teacher().requires_grad_(False)
+    y = labels(4)
+    loss = teacher_loss(teacher, generator(torch.randn(4, 8), y), y)
+    loss.backward()
+    assert loss.dim() == 0 and loss.item() > 0
+    assert all(p.grad is not None for p in generator.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in teacher.parameters())
 
 
 def test_generation_is_per_seed_and_upsampled_to_64():

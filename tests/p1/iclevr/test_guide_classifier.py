@@ -14,7 +14,7 @@ def test_training_cli_writes_a_multi_label_classifier_for_the_cosine_schedule(tm
     build(data, scenes=4, width=32, height=24, seed=0)
     out = tmp_path / "guide.pt"
     main(["--data", data, "--out", str(out), "--steps", "2", "--batch-size", "4", "--width", "8",
-          "--timesteps", "20", "--holdout", "0.25", "--device", "cpu"])
+          "--timesteps", "20", "--holdout", "0.25", "--bf16", "--device", "cpu"])
     assert "held-out accuracy by timestep" in capsys.readouterr().out
     model = load_guide_classifier(str(out), CPU, cosine_schedule(20))
     assert model.multi_label and model.num_labels == 24 and model.patch_size == 2

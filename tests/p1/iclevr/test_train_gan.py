@@ -9,7 +9,7 @@ from p1.errors import UserError
 from p1.iclevr.gan import load_generator
 from p1.iclevr.render import build
 from p1.iclevr.train_gan import main
-from tests.p1.fixtures import save_tiny_checkpoint
+from tests.p1.fixtures import save_tiny_checkpoint, save_tiny_guide_classifier
 
 TINY = ["--batch-size", "4", "--z-dim", "8", "--g-channels", "16", "--d-channels", "4",
         "--image-size", "16", "--standing-batches", "1", "--log-every", "1",
@@ -51,6 +51,24 @@ def test_resume_is_exact(tmp_path, data):
         assert all(torch.equal(a[part][key], b[part][key]) for key in a[part]), part
     steps = [row["step"] for row in csv.DictReader(open(tmp_path / "resumed" / "loss.csv"))]
     assert steps == ["1", "2", "3", "4"]
+
+
+def test_a_teacher_adds_its_loss_and_must_be_an_iclevr_guide(tmp_path, data):
+    teacher = save_tiny_guide_classifier(tmp_path / "guide.pt", kind="cosine", num_labels=24,
+                                         image_size=64, patch_size=2)
+    train(data, tmp_path / "plain", 2, "--sample-every", "0")
+    train(data, tmp_path / "taught", 2, "--sample-every", "0", "--teacher", teacher,
+          "--teacher-weight", "5")
+    plain = list(csv.DictReader(open(tmp_path / "plain" / "loss.csv")))
+    taught = list(csv.DictReader(open(tmp_path / "taught" / "loss.csv")))
+    assert [float(row["g_teacher"]) for row in plain] == [0.0, 0.0]
+    assert all(float(row["g_teacher"]) > 0 for row in taught)
+    assert plain[1]["g_loss"] != taught[1]["g_loss"]  # the generator learnt something else
+    digits = save_tiny_guide_classifier(tmp_path / "digits.pt")
+    with pytest.raises(UserError, match="not an iCLEVR guide classifier"):
+        train(data, tmp_path / "bad", 1, "--teacher", digits)
+    with pytest.raises(UserError, match="teacher-weight"):
+        train(data, tmp_path / "bad", 1, "--teacher", teacher, "--teacher-weight", "-1")
 
 
 def test_refuses_a_ddpm_run_folder_and_bad_options(tmp_path, data):

@@ -36,8 +36,8 @@ def lab_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return accuracy(torch.sigmoid(logits), targets)
 
 
-ICLEVR = GuideTask("iclevr", NUM_OBJECTS, True, MODEL_CONFIG["image_size"], MODEL_CONFIG["patch_size"],
-                   "cosine", load_iclevr_targets, lab_accuracy)
+ICLEVR = GuideTask("iclevr", NUM_OBJECTS, True, MODEL_CONFIG["image_size"],
+                   MODEL_CONFIG["patch_size"], "cosine", load_iclevr_targets, lab_accuracy)
 
 
 def load_iclevr_guide(path: str, device: torch.device,

@@ -21,7 +21,7 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -167,6 +167,10 @@ def parse_args(argv=None, description=None, data="hw2_data/digits",
     parser.add_argument("--data", default=data, help=f"data folder (default {data})")
     parser.add_argument("--out", default=out, help="run folder (resumed if it exists)")
     parser.add_argument("--steps", type=int, default=30000, help="total optimizer steps")
+    parser.add_argument("--init", default=None, metavar="EMA_PT",
+                        help="start a new run from these weights (an ema.pt or shipped "
+                             "checkpoint: model and EMA; fresh optimizer, step 0); ignored "
+                             "when --out holds a run to resume")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch size")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=500)
@@ -212,6 +216,25 @@ def parse_args(argv=None, description=None, data="hw2_data/digits",
     return args
 
 
+def read_initial_weights(path: Optional[str], cond_layout: str) -> Optional[dict]:
+    """The inference file ``--init`` names (``inference_state``: EMA weights and configs), or
+    None without one; UserError for a missing or foreign file or another condition layout."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise UserError(f"--init: no file at {path}")
+    try:
+        initial = torch.load(path, map_location="cpu")
+    except Exception as err:  # torch raises many types for a corrupt file
+        raise UserError(f"--init: cannot read {path}: {err}") from None
+    if not isinstance(initial, dict) or not {"ema", "model_config"} <= set(initial):
+        raise UserError(f"--init: {path} is not a DDPM ema.pt of p1.train")
+    if initial.get("cond_layout") != cond_layout:
+        raise UserError(f"--init: {path} was trained on {initial.get('cond_layout')}, not "
+                        f"{cond_layout}")
+    return initial
+
+
 def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) -> None:
     """The whole run (resumed when ``--out`` holds a checkpoint) on the dataset that
     ``load_training_set(args)`` returns."""
@@ -246,6 +269,9 @@ def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) 
             raise UserError(f"{checkpoint_path} holds {kind} run, not a DDPM's; give the DDPM "
                             "another --out")
         model_config, schedule_config = state["model_config"], state["schedule_config"]
+    initial = read_initial_weights(args.init, data.cond_layout) if state is None else None
+    if initial is not None:
+        model_config, schedule_config = initial["model_config"], initial["schedule_config"]
 
     x_all, conds = to_model_range(data.images), data.conds
     schedule = make_schedule(schedule_config)
@@ -261,6 +287,9 @@ def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) 
     scaler_class = getattr(getattr(torch, "amp", None), "GradScaler", torch.cuda.amp.GradScaler)
     scaler = scaler_class(enabled=amp == "fp16" and device.type == "cuda")
     step = 0
+    if initial is not None:
+        model.load_state_dict(initial["ema"])
+        ema.load_state_dict(initial["ema"])
     if state is not None:
         try:
             model.load_state_dict(state["model"])

@@ -31,6 +31,30 @@ def test_train_writes_outputs_and_resumes_exactly(tmp_path, digit_layout):
     assert schedule.num_timesteps == 20 and not model.training
 
 
+def test_init_starts_a_new_run_from_an_ema_file(tmp_path, digit_layout):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    main(["--data", digit_layout, "--out", first, "--steps", "2"] + TINY)
+    initial = torch.load(os.path.join(first, "ema.pt"))
+    main(["--data", digit_layout, "--out", second, "--steps", "1", "--init",
+          os.path.join(first, "ema.pt"), "--lr", "1e-12"] + TINY + ["--base-channels", "16"])
+    state = torch.load(os.path.join(second, "checkpoint.pt"))
+    assert state["step"] == 1 and state["model_config"] == initial["model_config"]
+    for name, weight in initial["ema"].items():
+        assert torch.allclose(state["model"][name], weight, atol=1e-6), name
+        assert torch.allclose(state["ema"][name], weight, atol=1e-6), name
+    with pytest.raises(UserError, match="--init: no file"):
+        main(["--data", digit_layout, "--out", str(tmp_path / "x"), "--init",
+              str(tmp_path / "none.pt")] + TINY)
+    torch.save({"kind": "iclevr-gan"}, tmp_path / "gan.pt")
+    with pytest.raises(UserError, match="not a DDPM ema.pt"):
+        main(["--data", digit_layout, "--out", str(tmp_path / "x"), "--init",
+              str(tmp_path / "gan.pt")] + TINY)
+    torch.save(dict(initial, cond_layout="iclevr24"), tmp_path / "lab.pt")
+    with pytest.raises(UserError, match="trained on iclevr24"):
+        main(["--data", digit_layout, "--out", str(tmp_path / "x"), "--init",
+              str(tmp_path / "lab.pt")] + TINY)
+
+
 def test_sample_grid_is_written(tmp_path, digit_layout):
     out = str(tmp_path / "run")
     main(["--data", digit_layout, "--out", out, "--steps", "1"] + TINY + ["--sample-every", "1",

@@ -287,6 +287,9 @@ def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) 
     scaler_class = getattr(getattr(torch, "amp", None), "GradScaler", torch.cuda.amp.GradScaler)
     scaler = scaler_class(enabled=amp == "fp16" and device.type == "cuda")
     step = 0
+    # the exported ema.pt counts the steps of the run --init started from too
+    steps_before = initial.get("step", 0) if initial is not None else (
+        state.get("steps_before", 0) if state is not None else 0)
     if initial is not None:
         model.load_state_dict(initial["ema"])
         ema.load_state_dict(initial["ema"])
@@ -317,9 +320,10 @@ def train(args, load_training_set: Callable[[argparse.Namespace], TrainingSet]) 
                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         atomic_save({"model": model.state_dict(), "ema": ema.state_dict(),
                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "step": current_step, "rng": rng, "model_config": model_config,
+                     "step": current_step, "steps_before": steps_before, "rng": rng,
+                     "model_config": model_config,
                      "schedule_config": schedule_config, "args": vars(args)}, checkpoint_path)
-        atomic_save(inference_state(ema, model_config, schedule_config, current_step,
+        atomic_save(inference_state(ema, model_config, schedule_config, steps_before + current_step,
                                     data.cond_layout), os.path.join(args.out, "ema.pt"))
 
     progress = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)

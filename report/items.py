@@ -52,7 +52,8 @@ P3_MULTI_CMD = (f"rm -rf {P3_MULTI} && "
                 f"python3 -m p3.generate_prompt {P3_PROMPTS} --ckpt sd-v1-4.ckpt --out "
                 f"{P3_MULTI} && cp {P3_MULTI}/grid.png report/figures/p3_multi.png")
 LAB6 = ("python3 -m p1.iclevr report/results/lab6/{name} --evaluator checkpoint.pth{extra}")
-LAB6_DDPM = LAB6.format(name="ddpm", extra="")
+LAB6_GUIDE = " --classifier-guidance 20 --guide-classifier p1/iclevr/guide_iclevr.pt"
+LAB6_DDPM = LAB6.format(name="ddpm", extra=" --guidance 4" + LAB6_GUIDE)
 LAB6_GAN = ("python3 -m p1.iclevr report/results/lab6/gan --model gan --evaluator checkpoint.pth"
             " && python3 -m p1.iclevr.compare report/results/lab6/ddpm report/results/lab6/gan "
             "--json report/results/lab6/ddpm_vs_gan.json "
@@ -60,8 +61,11 @@ LAB6_GAN = ("python3 -m p1.iclevr report/results/lab6/gan --model gan --evaluato
 
 # Extra Lab 6 experiments: (folder name under results/lab6, extra flags, what it varies)
 LAB6_ABLATIONS: Tuple[Tuple[str, str, str], ...] = (
+    ("cfg4", " --guidance 4", "classifier-free guidance 4 alone"),
     ("cfg2", " --guidance 2", "classifier-free guidance 2"),
     ("cfg6", " --guidance 6", "classifier-free guidance 6"),
+    ("cfg4_guide40", " --guidance 4 --classifier-guidance 40 --guide-classifier "
+     "p1/iclevr/guide_iclevr.pt", "CFG 4 + our guide classifier 40"),
     ("cfg4_eg1", " --guidance 4 --classifier-guidance 1", "CFG 4 + evaluator guidance 1"),
     ("cfg4_eg5", " --guidance 4 --classifier-guidance 5", "CFG 4 + evaluator guidance 5"),
 )

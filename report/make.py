@@ -70,7 +70,8 @@ def plan(args) -> List[Tuple[str, str, Optional[str]]]:
         steps += [("lab6", catalog.LAB6.format(name=name, extra=extra), None)
                   for name, extra, _ in catalog.LAB6_ABLATIONS]
     else:
-        steps.append(("lab6", "python3 -m p1.iclevr report/results/lab6/ddpm", None))
+        steps.append(("lab6", "python3 -m p1.iclevr report/results/lab6/ddpm --guidance 4"
+                      + catalog.LAB6_GUIDE, None))
         steps += [("lab6", catalog.LAB6.format(name=name, extra=extra),
                    "needs an evaluator (--evaluator PATH or ./checkpoint.pth)")
                   for name, extra, _ in catalog.LAB6_ABLATIONS]

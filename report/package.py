@@ -2,9 +2,10 @@
 weights as ``DL_lab6_<ID>_<Name>.pth`` (the shipped ``p1/iclevr/ddpm_iclevr.pt``).
 
 The code is what Lab 6 runs: the ``p1`` package (the DDPM core and ``p1/iclevr``), its tests,
-the requirement files, ``pyproject.toml``, ``scripts/setup_env.sh`` and the README. No data,
-no weights (they travel as the .pth), no virtual environments, run folders or caches. Entries
-carry a fixed date, so the same tree gives the same zip.
+the requirement files, ``pyproject.toml``, ``scripts/setup_env.sh`` and the README, plus the
+guide classifier ``p1/iclevr/guide_iclevr.pt`` (5.9 MB) that the guided results are sampled
+with. No data, no other weights (the DDPM travels as the .pth), no virtual environments, run
+folders or caches. Entries carry a fixed date, so the same tree gives the same zip.
 """
 import os
 import tempfile
@@ -16,7 +17,7 @@ from report.errors import UserError
 
 WEIGHTS = os.path.join(REPO, "p1", "iclevr", "ddpm_iclevr.pt")
 CODE_FILES = ("README.md", "pyproject.toml", "requirements.txt", "requirements-dev.txt",
-              "scripts/setup_env.sh")
+              "scripts/setup_env.sh", "p1/iclevr/guide_iclevr.pt")
 CODE_TREES = ("p1", "tests/p1")
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", "runs", "hw2_data", "iclevr_data",
              ".git"}

@@ -69,6 +69,7 @@ DENOISE_SET = ["red sphere", "cyan cylinder", "cyan cube"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CHECKPOINTS = {"ddpm": os.path.join(HERE, "ddpm_iclevr.pt"),
                        "gan": os.path.join(HERE, "gan_iclevr.pt")}
+SHIPPED_GUIDE = os.path.join(HERE, "guide_iclevr.pt")  # p1.iclevr.guide_classifier, width 64
 HOW_TO_GET = {"ddpm": "train one with `python3 -m p1.iclevr.train --data iclevr_data --out "
                       "runs/iclevr` and pass --ckpt runs/iclevr/ema.pt",
               "gan": "train one with `python3 -m p1.iclevr.train_gan --data iclevr_data --out "
@@ -233,7 +234,8 @@ def main(argv=None) -> None:
                         help="scale of the classifier gradient (0 = off; DDPM only)")
     parser.add_argument("--guide-classifier", default=None,
                         help="noise-aware classifier that guides instead of the evaluator "
-                             "(python3 -m p1.iclevr.guide_classifier)")
+                             "(the shipped p1/iclevr/guide_iclevr.pt, or python3 -m "
+                             "p1.iclevr.guide_classifier)")
     parser.add_argument("--cross-check", default=None, metavar="JUDGE",
                         help="also score the images with a second judge: an evaluator in the "
                              "lab's format or a noise-aware guide classifier (at t = 0)")

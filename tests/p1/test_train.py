@@ -39,6 +39,7 @@ def test_init_starts_a_new_run_from_an_ema_file(tmp_path, digit_layout):
           os.path.join(first, "ema.pt"), "--lr", "1e-12"] + TINY + ["--base-channels", "16"])
     state = torch.load(os.path.join(second, "checkpoint.pt"))
     assert state["step"] == 1 and state["model_config"] == initial["model_config"]
+    assert torch.load(os.path.join(second, "ema.pt"))["step"] == 2 + 1
     for name, weight in initial["ema"].items():
         assert torch.allclose(state["model"][name], weight, atol=1e-6), name
         assert torch.allclose(state["ema"][name], weight, atol=1e-6), name

@@ -25,7 +25,8 @@ def test_zip_and_weights(tmp_path, capsys):
         assert archive.read("DL_LAB6_313551000_WangXiaoMing.pdf").startswith(b"%PDF")
     assert "code/p1/iclevr/generate.py" in names and "code/p1/iclevr/test.json" in names
     assert "code/requirements.txt" in names and "code/README.md" in names
-    assert not [n for n in names if n.endswith((".pt", ".pth", ".pyc", ".ckpt"))]
+    weights = [n for n in names if n.endswith((".pt", ".pth", ".pyc", ".ckpt"))]
+    assert weights == ["code/p1/iclevr/guide_iclevr.pt"]
     assert not [n for n in names if any(part in n.split("/") for part in
                                         ("hw2_data", "iclevr_data", "runs", "__pycache__",
                                          ".venv", ".venv38", "p2", "p3"))]
@@ -33,11 +34,13 @@ def test_zip_and_weights(tmp_path, capsys):
 
 
 def test_code_files_skip_data_envs_and_runs(tmp_path):
-    for path in ("p1/a.py", "p1/w.pt", "p1/runs/x.py", "p1/__pycache__/a.pyc", "p1/.venv/x.py",
+    for path in ("p1/a.py", "p1/w.pt", "p1/iclevr/guide_iclevr.pt", "p1/runs/x.py",
+                 "p1/__pycache__/a.pyc", "p1/.venv/x.py",
                  "tests/p1/test_a.py", "README.md", "hw2_data/x.png", "p2/b.py"):
         os.makedirs(os.path.dirname(str(tmp_path / path)) or str(tmp_path), exist_ok=True)
         (tmp_path / path).write_text("x")
-    assert code_files(str(tmp_path)) == ["README.md", "p1/a.py", "tests/p1/test_a.py"]
+    assert code_files(str(tmp_path)) == ["README.md", "p1/a.py", "p1/iclevr/guide_iclevr.pt",
+                                         "tests/p1/test_a.py"]
 
 
 def test_bad_inputs(tmp_path):

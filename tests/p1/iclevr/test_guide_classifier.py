@@ -29,3 +29,14 @@ def test_lab_rule_top_k_of_the_sigmoids():
     objects = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # hits: 2 of 2, 0 of 1
     assert noisy_accuracy(Fixed(), linear_schedule(20), torch.zeros(2, 3, 28, 28), objects,
                           [0, 10], CPU, lab_accuracy) == {0: 2 / 3, 10: 2 / 3}
+
+
+def test_the_shipped_guide_is_an_iclevr_classifier_for_the_shipped_ddpm():
+    from p1.generate import load_checkpoint
+    from p1.iclevr.generate import DEFAULT_CHECKPOINTS, SHIPPED_GUIDE
+    from p1.iclevr.guide_classifier import load_iclevr_guide
+
+    _, schedule, _ = load_checkpoint(DEFAULT_CHECKPOINTS["ddpm"], CPU)
+    guide = load_iclevr_guide(SHIPPED_GUIDE, CPU, schedule)
+    assert guide.patch_size == 2 and guide(torch.zeros(2, 3, 64, 64), torch.zeros(2).long()
+                                           ).shape == (2, 24)

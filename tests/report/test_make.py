@@ -17,7 +17,8 @@ def test_without_course_files_only_p1_lab6_grids_and_noise_norms_run(tmp_path, m
     ran = [(part, command) for part, command, reason in steps if reason is None]
     assert [part for part, _ in ran].count("p1") == 3
     assert any("p2.interpolation_norms --json" in c and "[" not in c for _, c in ran)
-    assert ("lab6", "python3 -m p1.iclevr report/results/lab6/ddpm") in ran
+    assert ("lab6", "python3 -m p1.iclevr report/results/lab6/ddpm --guidance 4"
+            " --classifier-guidance 20 --guide-classifier p1/iclevr/guide_iclevr.pt") in ran
     skipped = {command: reason for _, command, reason in steps if reason}
     assert any("p2.figures eta-grid" in c and "UNet.pt" in r for c, r in skipped.items())
     assert any("p3.zeroshot" in c and "--clip" in r for c, r in skipped.items())
@@ -38,7 +39,7 @@ def test_with_course_files_their_commands_run_with_the_given_paths(tmp_path, mon
     assert any("p2.figures eta-grid" in c and "my_unet.pt" in c for c in ran)
     assert any(c.startswith("bash hw2_2.sh") and "p2.mse" in c for c in ran)
     assert any(f"{noise}" in c and "interpolation_norms" in c for c in ran)
-    assert sum("--evaluator " + str(tmp_path / "eval.pth") in c for c in ran) == 5
+    assert sum("--evaluator " + str(tmp_path / "eval.pth") in c for c in ran) == 7
 
 
 def test_make_runs_reports_failures_and_skips(monkeypatch, capsys):

@@ -169,8 +169,8 @@ def parse_args(argv=None, description=None, data="hw2_data/digits",
     parser.add_argument("--steps", type=int, default=30000, help="total optimizer steps")
     parser.add_argument("--init", default=None, metavar="EMA_PT",
                         help="start a new run from these weights (an ema.pt or shipped "
-                             "checkpoint: model and EMA; fresh optimizer, step 0); ignored "
-                             "when --out holds a run to resume")
+                             "checkpoint: model and EMA; fresh optimizer and learning-rate "
+                             "cycle); ignored when --out holds a run to resume")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch size")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=500)

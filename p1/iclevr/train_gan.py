@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--teacher", default=None,
                         help="frozen iCLEVR guide classifier (python3 -m "
                              "p1.iclevr.guide_classifier) whose BCE on the fakes is added to the "
-                             "generator's loss")
+                             "generator's loss; give it again when resuming")
     parser.add_argument("--teacher-weight", type=float, default=1.0)
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--z-dim", type=int, default=GENERATOR_DEFAULTS["z_dim"])

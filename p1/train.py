@@ -34,7 +34,7 @@ from p1.devices import check_device, default_device
 from p1.diffusion import drop_condition, make_schedule, training_loss
 from p1.errors import UserError, run_cli
 from p1.figures import save_line_chart
-from p1.generate import sample_images
+from p1.generate import load_checkpoint, sample_images
 from p1.model import build_model, count_parameters
 
 
@@ -217,18 +217,12 @@ def parse_args(argv=None, description=None, data="hw2_data/digits",
 
 
 def read_initial_weights(path: Optional[str], cond_layout: str) -> Optional[dict]:
-    """The inference file ``--init`` names (``inference_state``: EMA weights and configs), or
-    None without one; UserError for a missing or foreign file or another condition layout."""
+    """The checkpoint ``--init`` names (an ``ema.pt``: EMA weights and configs, checked by
+    ``load_checkpoint``), or None without one; UserError for a file that is not one or was
+    trained on another condition layout."""
     if path is None:
         return None
-    if not os.path.isfile(path):
-        raise UserError(f"--init: no file at {path}")
-    try:
-        initial = torch.load(path, map_location="cpu")
-    except Exception as err:  # torch raises many types for a corrupt file
-        raise UserError(f"--init: cannot read {path}: {err}") from None
-    if not isinstance(initial, dict) or not {"ema", "model_config"} <= set(initial):
-        raise UserError(f"--init: {path} is not a DDPM ema.pt of p1.train")
+    _, _, initial = load_checkpoint(path, torch.device("cpu"), "--init takes an ema.pt")
     if initial.get("cond_layout") != cond_layout:
         raise UserError(f"--init: {path} was trained on {initial.get('cond_layout')}, not "
                         f"{cond_layout}")
